@@ -1,0 +1,3 @@
+"""Kanal: policy-based networking for Kubernetes."""
+
+__version__ = "0.1.0"
