@@ -1,0 +1,122 @@
+"""Reading manifests from files, directories and stdin, as `kubectl apply -f` does.
+
+Every document gets a source string, which every problem and note starts with:
+
+- `path` for a file holding one document (empty documents do not count);
+- `path:doc N` for a file holding several, N counting every YAML document of the file from 1,
+  empty ones included, so that doc N is the Nth `---` section an editor shows;
+- `<stdin>` (or `<stdin>:doc N`) for `-`;
+- `:item N` appended (N from 1) for each entry of a `kind: List` (see `kanal.model.parse`);
+- `path:LINE:COLUMN` (from 1) for a YAML or JSON syntax error, as compilers print them.
+
+Files in a directory are read recursively, those ending in .yaml, .yml or .json, in sorted
+order. `.json` files are read as one JSON value; everything else, stdin included, as YAML
+(which also reads JSON). This module reads text and nothing else: validation is
+`kanal.model.parse`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from kanal.errors import Problem
+from kanal.model.objects import Manifests
+from kanal.model.parse import ManifestAssembler, parse_documents
+
+_Loader: type[yaml.CSafeLoader] | type[yaml.SafeLoader]
+try:
+    _Loader = yaml.CSafeLoader  # libyaml: about ten times faster on large manifests
+except AttributeError:  # PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+__all__ = ["MANIFEST_SUFFIXES", "STDIN", "STDIN_SOURCE", "load_manifests", "parse_documents"]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
+STDIN_SOURCE = "<stdin>"
+
+
+def load_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Manifests:
+    """Read and validate every manifest under `paths` (files, directories, `-` for `stdin`).
+
+    Raises `ManifestError` listing every problem of every file (unreadable files and syntax
+    errors included) if there is any: nothing is returned partially."""
+    assembler = ManifestAssembler()
+    for path in paths:
+        if path == STDIN:
+            _add_text((stdin or sys.stdin).read(), STDIN_SOURCE, assembler, is_json=False)
+        elif Path(path).is_dir():
+            _add_directory(Path(path), assembler)
+        else:
+            _add_file(Path(path), assembler)
+    return assembler.finish()
+
+
+def _file_problem(source: str, message: str) -> Problem:
+    return Problem(source, kind="", name="", path="", message=message)
+
+
+def _add_directory(root: Path, assembler: ManifestAssembler) -> None:
+    try:
+        files = sorted(p for p in root.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+    except OSError as exc:
+        assembler.add_problem(_file_problem(str(root), f"cannot list directory: {exc.strerror}"))
+        return
+    if not files:
+        suffixes = ", ".join(MANIFEST_SUFFIXES)
+        assembler.add_problem(_file_problem(str(root), f"no {suffixes} files in this directory"))
+    for file in files:
+        _add_file(file, assembler)
+
+
+def _add_file(file: Path, assembler: ManifestAssembler) -> None:
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        assembler.add_problem(_file_problem(source, f"is not UTF-8 text (byte {exc.start})"))
+        return
+    except OSError as exc:
+        assembler.add_problem(_file_problem(source, f"cannot read: {exc.strerror or exc}"))
+        return
+    _add_text(text, source, assembler, is_json=file.suffix == ".json")
+
+
+def _add_text(text: str, source: str, assembler: ManifestAssembler, *, is_json: bool) -> None:
+    docs, problem = _json_documents(text, source) if is_json else _yaml_documents(text, source)
+    several = sum(doc is not None for doc in docs) + (problem is not None) > 1
+    for number, doc in enumerate(docs, start=1):
+        assembler.add_document(f"{source}:doc {number}" if several else source, doc)
+    if problem is not None:
+        assembler.add_problem(problem)
+
+
+def _yaml_documents(text: str, source: str) -> tuple[list[object], Problem | None]:
+    """The documents read before a syntax error are kept, so they are validated too."""
+    docs: list[object] = []
+    try:
+        for doc in yaml.load_all(text, Loader=_Loader):
+            docs.append(doc)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        detail = f"{exc.problem} ({exc.context})" if exc.context else str(exc.problem)
+        return docs, _file_problem(where, f"invalid YAML: {detail}")
+    except yaml.YAMLError as exc:
+        return docs, _file_problem(source, f"invalid YAML: {exc}")
+    return docs, None
+
+
+def _json_documents(text: str, source: str) -> tuple[list[object], Problem | None]:
+    if not text.strip():
+        return [], None
+    try:
+        return [json.loads(text)], None
+    except json.JSONDecodeError as exc:
+        return [], _file_problem(f"{source}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}")
