@@ -28,8 +28,20 @@ RANK = {
 }
 PURE = {"model", "engine", "render"}
 IMPURE_MODULES = {
-    "subprocess", "socket", "asyncio", "ctypes", "pyroute2", "argparse", "threading",
-    "multiprocessing", "http", "urllib", "select", "signal", "sqlite3", "os",
+    "subprocess",
+    "socket",
+    "asyncio",
+    "ctypes",
+    "pyroute2",
+    "argparse",
+    "threading",
+    "multiprocessing",
+    "http",
+    "urllib",
+    "select",
+    "signal",
+    "sqlite3",
+    "os",
 }
 
 

@@ -6,10 +6,10 @@ Every error a user can cause is a `KanalError`; the CLI prints its message and e
 ```
 KanalError                      exit 2 unless stated
 ├── ManifestError               manifests that cannot be read or are invalid; carries every problem
-├── LookupFailed                a pod, namespace or object named on the command line does not exist
+├── NotFoundError                a pod, namespace or object named on the command line does not exist
 ├── LabError                    the lab cannot be built, changed or torn down as asked
-│   └── IpamExhausted           a pod range has no free address left
-└── DataplaneError              the kernel refused a change (translated at the edge, retried by agents)
+│   └── IpamExhaustedError           a pod range has no free address left
+└── DataplaneError              the kernel refused a change (translated at the edge)
 ```
 """
 
@@ -50,7 +50,7 @@ class ManifestError(KanalError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class LookupFailed(KanalError):
+class NotFoundError(KanalError):
     """An object named on the command line does not exist in the loaded manifests or state."""
 
 
@@ -58,7 +58,7 @@ class LabError(KanalError):
     """The lab cannot do what was asked (not running, already running, bad topology...)."""
 
 
-class IpamExhausted(LabError):
+class IpamExhaustedError(LabError):
     """Every address of a pod range is allocated."""
 
 

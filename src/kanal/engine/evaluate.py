@@ -1,0 +1,166 @@
+"""Judge one connection in one direction through the tiers, keeping every step.
+
+The order is upstream's:
+
+```
+AdminNetworkPolicy tier   ANPs by ascending priority (ties: by name), rules in order,
+                          first match decides; Allow/Deny are final, Pass skips to NetworkPolicy
+NetworkPolicy tier        isolated (some policy selects the pod for this direction)?
+                          any rule of any selecting policy admits -> Allow, else DefaultDeny;
+                          not isolated -> fall through
+Baseline tier             BANP rules in order, first match decides (Allow/Deny)
+                          nothing matched -> NotIsolated (allowed)
+```
+
+Egress is judged at the source, ingress at the destination; the caller combines them. A side that
+is not a pod is `NotAPod` (nothing of ours applies there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol as TypingProtocol
+
+from kanal.engine.compiled import (
+    Action,
+    CompiledPeer,
+    CompiledPolicy,
+    CompiledPort,
+    CompiledRule,
+    Tier,
+)
+from kanal.engine.selectors import EndpointSelector
+from kanal.engine.verdict import DirectionDecision, Endpoint, Outcome, Step
+from kanal.model.objects import Direction, Pod, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """The policies that apply to one pod group in one direction, in evaluation order."""
+
+    admin: tuple[CompiledPolicy, ...]
+    network: tuple[CompiledPolicy, ...]
+    baseline: CompiledPolicy | None
+
+
+class ChainSource(TypingProtocol):
+    def chain(self, group: int, direction: Direction) -> Chain: ...
+
+    def selector_matches(self, selector: EndpointSelector, group: int) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    source: Endpoint
+    destination: Endpoint
+    port: int
+    protocol: Protocol
+
+
+def _peer_matches(source: ChainSource, peer: CompiledPeer, endpoint: Endpoint) -> bool:
+    if peer.selector is not None:
+        return endpoint.group is not None and source.selector_matches(peer.selector, endpoint.group)
+    if peer.node_selector is not None:
+        return endpoint.node is not None and peer.node_selector.matches(endpoint.node.labels)
+    ip = endpoint.ip
+    return ip is not None and any(r.contains(ip) for r in peer.ranges)
+
+
+def match_rule(
+    source: ChainSource, rule: CompiledRule, peer: Endpoint, conn: Connection
+) -> tuple[CompiledPeer | None, CompiledPort | None] | None:
+    """The peer and port entries of `rule` that admit `peer` on the connection's port, or None.
+    (None inside the pair: the rule has no peers / no ports, so every one matches.)"""
+    matched_port: CompiledPort | None = None
+    if rule.ports is not None:
+        dst: Pod | None = conn.destination.pod
+        matched_port = next(
+            (p for p in rule.ports if p.matches(conn.port, conn.protocol, dst)), None
+        )
+        if matched_port is None:
+            return None
+    matched_peer: CompiledPeer | None = None
+    if rule.peers is not None:
+        matched_peer = next((p for p in rule.peers if _peer_matches(source, p, peer)), None)
+        if matched_peer is None:
+            return None
+    return matched_peer, matched_port
+
+
+def _step(
+    policy: CompiledPolicy,
+    rule: CompiledRule,
+    match: tuple[CompiledPeer | None, CompiledPort | None],
+) -> Step:
+    peer, port = match
+    return Step(
+        tier=policy.tier,
+        outcome=Outcome(rule.action.value),
+        policy=policy.key,
+        rule_index=rule.index,
+        rule_name=rule.name,
+        peer=peer.text if peer is not None else "any peer",
+        port=port.describe() if port is not None else "any port",
+    )
+
+
+def _first_match(
+    source: ChainSource,
+    policies: Sequence[CompiledPolicy],
+    direction: Direction,
+    peer: Endpoint,
+    conn: Connection,
+) -> Step | None:
+    for policy in policies:
+        for rule in policy.rules(direction):
+            found = match_rule(source, rule, peer, conn)
+            if found is not None:
+                return _step(policy, rule, found)
+    return None
+
+
+def decide(source: ChainSource, direction: Direction, conn: Connection) -> DirectionDecision:
+    subject, peer = (
+        (conn.source, conn.destination)
+        if direction is Direction.EGRESS
+        else (conn.destination, conn.source)
+    )
+    if subject.group is None:
+        return DirectionDecision(direction, subject.describe(), (Step(None, Outcome.NOT_A_POD),))
+    chain = source.chain(subject.group, direction)
+    return DirectionDecision(
+        direction, subject.describe(), _steps(source, chain, direction, peer, conn)
+    )
+
+
+def _steps(
+    source: ChainSource, chain: Chain, direction: Direction, peer: Endpoint, conn: Connection
+) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    admin = _first_match(source, chain.admin, direction, peer, conn)
+    if admin is not None:
+        steps.append(admin)
+        if admin.outcome is not Outcome.PASS:
+            return tuple(steps)
+    if chain.network:
+        allowed = _first_match(source, chain.network, direction, peer, conn)
+        steps.append(
+            allowed
+            or Step(
+                Tier.NETWORK,
+                Outcome.DEFAULT_DENY,
+                isolating=tuple(p.key for p in chain.network),
+            )
+        )
+        return tuple(steps)
+    if chain.baseline is not None:
+        baseline = _first_match(source, (chain.baseline,), direction, peer, conn)
+        if baseline is not None:
+            steps.append(baseline)
+            return tuple(steps)
+    steps.append(Step(None, Outcome.NOT_ISOLATED))
+    return tuple(steps)
+
+
+__all__ = ["Action", "Chain", "ChainSource", "Connection", "decide", "match_rule"]
