@@ -48,7 +48,6 @@ MAX_RULE_NAME = 100
 MAX_CIDR_LENGTH = 43
 
 _ANP_SPEC_FIELDS = ("priority", "subject", "ingress", "egress")
-_BANP_SPEC_FIELDS = ("subject", "ingress", "egress")
 _SUBJECT_FIELDS = ("namespaces", "pods")
 _PODS_FIELDS = ("namespaceSelector", "podSelector")
 _INGRESS_PEER_FIELDS = ("namespaces", "pods")
@@ -64,7 +63,7 @@ def baseline_name(name: str) -> list[str]:
     """The name rule of BaselineAdminNetworkPolicy: the CRD allows only the singleton."""
     if name == BASELINE_NAME:
         return []
-    return [f'must be "{BASELINE_NAME}": a cluster has one BaselineAdminNetworkPolicy']
+    return [f"must be {BASELINE_NAME!r}: a cluster has one BaselineAdminNetworkPolicy"]
 
 
 def parse_admin_policy(raw: Raw, meta: ObjectMeta, at: At) -> AdminNetworkPolicy:
@@ -79,7 +78,11 @@ def parse_baseline_policy(raw: Raw, meta: ObjectMeta, at: At) -> AdminNetworkPol
 def _parse(raw: Raw, meta: ObjectMeta, at: At, *, baseline: bool) -> AdminNetworkPolicy:
     spec_at = at.field("spec")
     spec = get_mapping(raw, "spec", at, required=True) or {}
-    check_fields(spec, _BANP_SPEC_FIELDS if baseline else _ANP_SPEC_FIELDS, spec_at)
+    check_fields(spec, _ANP_SPEC_FIELDS, spec_at)
+    if baseline and "priority" in spec:
+        spec_at.field("priority").problem(
+            "a BaselineAdminNetworkPolicy has no priority (it always comes last): remove it"
+        )
     actions = _BASELINE_ACTIONS if baseline else _ALL_ACTIONS
     return AdminNetworkPolicy(
         meta.name,

@@ -190,5 +190,5 @@ def check_fields(raw: Raw, known: Collection[str], at: At) -> None:
             continue
         close = difflib.get_close_matches(key, list(known), n=1)
         expected = ", ".join(sorted(known))
-        hint = f'did you mean "{close[0]}"?' if close else f"expected one of {expected}"
+        hint = f"did you mean {close[0]!r}?" if close else f"expected one of {expected}"
         at.field(key).problem(f"unknown field: {hint}")

@@ -48,8 +48,10 @@ class ObjectMeta:
     labels: Labels
 
     def display(self) -> str:
-        """`ns/name` or `name`, as kubectl and `Problem` name objects."""
-        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+        """`ns/name` or `name`, as kubectl and `Problem` name objects ("" when unnamed)."""
+        if not self.name or not self.namespace:
+            return self.name
+        return f"{self.namespace}/{self.name}"
 
 
 def parse_metadata(
@@ -57,13 +59,15 @@ def parse_metadata(
 ) -> ObjectMeta:
     """Read `metadata`; names the report's object first, so even name problems say which one."""
     meta_at = at.field("metadata")
-    metadata = get_mapping(raw, "metadata", at, required=True) or {}
+    metadata = get_mapping(raw, "metadata", at, required=True)
+    if metadata is None:
+        return ObjectMeta("", DEFAULT_NAMESPACE if namespaced else "", NO_LABELS)
     name = get_str(metadata, "name", meta_at) or ""
     namespace = ""
     if namespaced:
         namespace = get_str(metadata, "namespace", meta_at) or DEFAULT_NAMESPACE
+    at.report.name = ObjectMeta(name, namespace, NO_LABELS).display()
     meta = ObjectMeta(name, namespace, _labels(metadata, meta_at))
-    at.report.name = meta.display()
     _check_name(metadata, meta, meta_at, name_rule=name_rule, namespace_rule=namespace_rule)
     return meta
 

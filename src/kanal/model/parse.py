@@ -154,8 +154,9 @@ class ManifestAssembler:
             return
         expected = sorted(api for api, known in KINDS if known == kind)
         if expected:
+            at.report.kind, at.report.name = kind, _display_name(doc).strip()
             at.field("apiVersion").problem(
-                f"{kind} {api_version!r} is not supported: use apiVersion: {expected[0]}"
+                f"{api_version!r} is not supported for {kind}: use {' or '.join(expected)}"
             )
             return
         self._notes.append(f"{at.report.source}: skipped {kind}{_display_name(doc)} "
