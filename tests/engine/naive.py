@@ -63,7 +63,9 @@ class Naive:
         if isinstance(pp.port, str):
             if dst is None:
                 return False
-            return any(c.name == pp.port and c.protocol == proto and c.port == port for c in dst.ports)
+            return any(
+                c.name == pp.port and c.protocol == proto and c.port == port for c in dst.ports
+            )
         hi = pp.end_port if pp.end_port is not None else pp.port
         return pp.port <= port <= hi
 
@@ -75,7 +77,13 @@ class Naive:
         )
 
     def np_admits(
-        self, policy: NetworkPolicy, direction: Direction, peer: End, port: int, proto: Protocol, dst: Pod | None
+        self,
+        policy: NetworkPolicy,
+        direction: Direction,
+        peer: End,
+        port: int,
+        proto: Protocol,
+        dst: Pod | None,
     ) -> bool:
         for rule in policy.rules(direction):
             peer_ok = not rule.peers or any(self.np_peer(policy, p, peer) for p in rule.peers)
@@ -118,7 +126,13 @@ class Naive:
         return ap.port <= port <= hi
 
     def admin_action(
-        self, policy: AdminNetworkPolicy, direction: Direction, peer: End, port: int, proto: Protocol, dst: Pod | None
+        self,
+        policy: AdminNetworkPolicy,
+        direction: Direction,
+        peer: End,
+        port: int,
+        proto: Protocol,
+        dst: Pod | None,
     ) -> AdminAction | None:
         for rule in policy.rules(direction):
             if not any(self.admin_peer(p, peer) for p in rule.peers):
@@ -133,7 +147,13 @@ class Naive:
     # -- one direction --------------------------------------------------------------------------
 
     def direction_allows(
-        self, direction: Direction, subject: End, peer: End, port: int, proto: Protocol, dst: Pod | None
+        self,
+        direction: Direction,
+        subject: End,
+        peer: End,
+        port: int,
+        proto: Protocol,
+        dst: Pod | None,
     ) -> bool:
         pod = subject.pod
         if pod is None:

@@ -48,7 +48,13 @@ V4 = [ipaddress.ip_address(f"10.0.0.{i}") for i in range(1, 16)]
 V6 = [ipaddress.ip_address(f"fd00::{i:x}") for i in range(1, 16)]
 EXTERNAL = [ipaddress.ip_address("10.0.1.7"), ipaddress.ip_address("192.168.0.1")]
 NODE_IP = ipaddress.ip_address("192.168.0.1")
-PROBE_PORTS = [(80, Protocol.TCP), (81, Protocol.TCP), (81, Protocol.UDP), (82, Protocol.UDP), (82, Protocol.SCTP)]
+PROBE_PORTS = [
+    (80, Protocol.TCP),
+    (81, Protocol.TCP),
+    (81, Protocol.UDP),
+    (82, Protocol.UDP),
+    (82, Protocol.SCTP),
+]
 
 
 def labels(universe: dict[str, list[str]]) -> st.SearchStrategy[Labels]:
@@ -64,7 +70,9 @@ def requirement(universe: dict[str, list[str]]) -> st.SearchStrategy[Requirement
     def build(k: str) -> st.SearchStrategy[Requirement]:
         values = st.frozensets(st.sampled_from(universe[k]), min_size=1)
         return st.one_of(
-            st.builds(Requirement, st.just(k), st.sampled_from([Operator.IN, Operator.NOT_IN]), values),
+            st.builds(
+                Requirement, st.just(k), st.sampled_from([Operator.IN, Operator.NOT_IN]), values
+            ),
             st.builds(
                 Requirement,
                 st.just(k),
@@ -165,7 +173,9 @@ def network_policy(draw: st.DrawFn, index: int) -> NetworkPolicy:
 
 admin_peer_ingress = st.one_of(
     st.builds(AdminPeer, namespace_selector=ns_selector_with_name),
-    st.builds(AdminPeer, namespace_selector=ns_selector_with_name, pod_selector=selector(POD_LABELS)),
+    st.builds(
+        AdminPeer, namespace_selector=ns_selector_with_name, pod_selector=selector(POD_LABELS)
+    ),
 )
 admin_peer_egress = st.one_of(
     admin_peer_ingress,
@@ -189,7 +199,9 @@ admin_port = st.one_of(
 )
 
 
-def admin_rules(actions: list[AdminAction], peers: st.SearchStrategy[AdminPeer]) -> st.SearchStrategy[tuple[AdminRule, ...]]:
+def admin_rules(
+    actions: list[AdminAction], peers: st.SearchStrategy[AdminPeer]
+) -> st.SearchStrategy[tuple[AdminRule, ...]]:
     one = st.builds(
         AdminRule,
         name=st.sampled_from(["r1", "r2", ""]),
@@ -202,7 +214,9 @@ def admin_rules(actions: list[AdminAction], peers: st.SearchStrategy[AdminPeer])
 
 subject = st.one_of(
     st.builds(AdminSubject, namespace_selector=ns_selector_with_name),
-    st.builds(AdminSubject, namespace_selector=ns_selector_with_name, pod_selector=selector(POD_LABELS)),
+    st.builds(
+        AdminSubject, namespace_selector=ns_selector_with_name, pod_selector=selector(POD_LABELS)
+    ),
 )
 
 
@@ -232,6 +246,8 @@ def clusters(draw: st.DrawFn, *, admin: bool = True) -> Manifests:
         pods=tuple(draw(pods())),
         policies=tuple(draw(network_policy(i)) for i in range(n_policies)),
         admin_policies=tuple(draw(admin_policy(i)) for i in range(n_admin)),
-        baseline_policy=draw(st.one_of(st.none(), admin_policy(0, baseline=True))) if admin else None,
+        baseline_policy=draw(st.one_of(st.none(), admin_policy(0, baseline=True)))
+        if admin
+        else None,
         nodes=(Node("n1", Labels({"role": "node"}), (NODE_IP,)),),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 
 from kanal.engine import PolicyEngine
+from kanal.engine.matrix import compute_matrix
 from kanal.model.objects import Manifests
 
 from .naive import End, Naive
@@ -33,7 +34,9 @@ def _pair(src: End, dst: End) -> tuple[End, End]:
             return End(src.pod, s, src.node), End(dst.pod, d, dst.node)
     s0 = sorted((ip for ip in s_ips if ip), key=lambda ip: ip.version)
     d0 = sorted((ip for ip in d_ips if ip), key=lambda ip: ip.version)
-    return End(src.pod, s0[0] if s0 else None, src.node), End(dst.pod, d0[0] if d0 else None, dst.node)
+    return End(src.pod, s0[0] if s0 else None, src.node), End(
+        dst.pod, d0[0] if d0 else None, dst.node
+    )
 
 
 @CASES
@@ -48,3 +51,17 @@ def test_engine_verdicts_equal_the_naive_evaluator(m: Manifests) -> None:
                 expected = naive.allowed(*_pair(s, d), port, proto)
                 verdict = engine.explain(s_name, d_name, port, proto)
                 assert verdict.allowed == expected, (s_name, d_name, port, proto, verdict)
+
+
+@CASES
+@given(clusters())
+def test_matrix_equals_explain_for_every_pair_and_probe(m: Manifests) -> None:
+    engine = PolicyEngine.from_manifests(m)
+    keys = sorted(engine.pods())
+    for port, proto in PROBE_PORTS:
+        matrix = compute_matrix(engine, port=port, protocol=proto)
+        assert matrix.pods == keys
+        for i, src in enumerate(keys):
+            for j, dst in enumerate(keys):
+                expected = engine.explain(src, dst, port, proto).allowed
+                assert bool(matrix.allowed[i, j]) == expected, (src, dst, port, proto)

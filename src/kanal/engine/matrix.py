@@ -1,0 +1,266 @@
+"""The truth table over all pods for one port and protocol, without pods² evaluations.
+
+A pod's egress verdicts (a row) depend only on its egress chain (which policies apply, in order)
+and on the address family it would use; its ingress verdicts (a column) on its ingress chain, its
+own container ports (named ports resolve at the destination) and its family. So:
+
+```
+pods ──► classes: (chain, family[, ports]) ──► one boolean vector over all peers per class,
+                                                built tier by tier from per-rule peer vectors
+                                                (selector -> group mask -> pods; ranges -> sorted
+                                                addresses; named ports -> group mask)
+      ──► allowed = egress[class_of_src] & ingress[class_of_dst].T   (two gathers, one AND)
+```
+
+Work grows with distinct classes × rules × pods; only the final gather is pods². Agreement with
+`PolicyEngine.explain` for every pair is property-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from kanal.engine.compiled import Action, CompiledPeer, CompiledPort, CompiledRule
+from kanal.engine.engine import PolicyEngine
+from kanal.engine.evaluate import Chain
+from kanal.engine.ipranges import RangeSet, SortedAddresses
+from kanal.engine.selectors import EndpointSelector
+from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, Protocol
+
+Mask = npt.NDArray[np.bool_]
+Families = frozenset[int]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    port: int
+    protocol: Protocol
+    pods: list[str]
+    allowed: Mask
+    """allowed[i, j]: pods[i] -> pods[j]."""
+
+
+def declared_probes(engine: PolicyEngine) -> list[tuple[int, Protocol]]:
+    """Every (port, protocol) some pod declares, sorted: the default probes of `kanal matrix`."""
+    found = {(p.port, p.protocol) for pod in engine.pods().values() for p in pod.ports}
+    return sorted(found, key=lambda pp: (pp[0], pp[1].value))
+
+
+def compute_matrix(
+    engine: PolicyEngine,
+    *,
+    port: int,
+    protocol: Protocol,
+    pods: Sequence[str] | None = None,
+) -> Matrix:
+    keys = sorted(pods) if pods is not None else sorted(engine.pods())
+    members = [engine.pod(k) for k in keys]
+    table = _PeerTable(engine, members, port, protocol)
+    egress = table.direction_vectors(Direction.EGRESS)
+    ingress = table.direction_vectors(Direction.INGRESS)
+    return Matrix(port, protocol, list(keys), egress & ingress.T)
+
+
+def _families(pod: Pod) -> Families:
+    return frozenset(ip.version for ip in pod.ips)
+
+
+def _address_seen(peer: Pod, subject_families: Families) -> IPAddress | None:
+    """The peer's address on a connection with a subject of these families (IPv4 preferred),
+    as `PolicyEngine.connection` chooses it."""
+    for version in (4, 6):
+        if version in subject_families:
+            found = next((ip for ip in peer.ips if ip.version == version), None)
+            if found is not None:
+                return found
+    ordered = sorted(peer.ips, key=lambda ip: ip.version)
+    return ordered[0] if ordered else None
+
+
+@dataclass
+class _PeerTable:
+    """Per-rule vectors over the pod list, cached for one matrix computation."""
+
+    engine: PolicyEngine
+    pods: list[Pod]
+    port: int
+    protocol: Protocol
+    _group_index: dict[int, int] = field(default_factory=dict)
+    _group_of_pod: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, np.intp))
+    _group_ports: list[tuple[ContainerPort, ...]] = field(default_factory=list)
+    _selector_masks: dict[EndpointSelector, Mask] = field(default_factory=dict)
+    _range_masks: dict[tuple[tuple[RangeSet, ...], Families], Mask] = field(default_factory=dict)
+    _addresses: dict[Families, SortedAddresses] = field(default_factory=dict)
+    _named_masks: dict[tuple[str, Protocol | None], Mask] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        groups = self.engine.groups()
+        ids = [groups.group_of(p.key) for p in self.pods]
+        for g in ids:
+            if g not in self._group_index:
+                self._group_index[g] = len(self._group_index)
+                self._group_ports.append(groups.key_of(g).ports)
+        self._group_of_pod = np.fromiter(
+            (self._group_index[g] for g in ids), dtype=np.intp, count=len(ids)
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.pods)
+
+    # -- classes ---------------------------------------------------------------------------------
+
+    def direction_vectors(self, direction: Direction) -> Mask:
+        """Row i: which peers pods[i] allows in `direction` (as source for egress, as
+        destination for ingress)."""
+        classes: dict[tuple[object, ...], int] = {}
+        rows: list[Mask] = []
+        class_of = np.zeros(self.n, dtype=np.intp)
+        groups = self.engine.groups()
+        for i, pod in enumerate(self.pods):
+            group = groups.group_of(pod.key)
+            chain = self.engine.chain(group, direction)
+            families = _families(pod)
+            key = _class_key(chain, families, pod if direction is Direction.INGRESS else None)
+            found = classes.get(key)
+            if found is None:
+                found = classes[key] = len(rows)
+                rows.append(self._evaluate(chain, direction, families, pod))
+            class_of[i] = found
+        if not rows:
+            return np.zeros((0, 0), dtype=np.bool_)
+        return np.stack(rows)[class_of]
+
+    def _evaluate(
+        self, chain: Chain, direction: Direction, families: Families, subject: Pod
+    ) -> Mask:
+        def rule_mask(rule: CompiledRule) -> Mask:
+            return self._rule_mask(rule, direction, families, subject)
+
+        return evaluate_tiers(chain, direction, rule_mask, self.n)
+
+    # -- per-rule vectors ------------------------------------------------------------------------
+
+    def _rule_mask(
+        self, rule: CompiledRule, direction: Direction, families: Families, subject: Pod
+    ) -> Mask:
+        mask = np.ones(self.n, dtype=np.bool_)
+        if rule.ports is not None:
+            mask &= self._ports_mask(rule.ports, direction, subject)
+        if rule.peers is not None and mask.any():
+            peers = np.zeros(self.n, dtype=np.bool_)
+            for peer in rule.peers:
+                peers |= self._peer_mask(peer, families)
+            mask &= peers
+        return mask
+
+    def _ports_mask(
+        self, ports: tuple[CompiledPort, ...], direction: Direction, subject: Pod
+    ) -> Mask:
+        if direction is Direction.INGRESS:
+            ok = any(p.matches(self.port, self.protocol, subject) for p in ports)
+            return np.full(self.n, ok, dtype=np.bool_)
+        mask = np.zeros(self.n, dtype=np.bool_)
+        for p in ports:
+            if p.name is None:
+                if p.matches(self.port, self.protocol, None):
+                    return np.ones(self.n, dtype=np.bool_)
+            else:
+                mask |= self._named_mask(p)
+        return mask
+
+    def _named_mask(self, port: CompiledPort) -> Mask:
+        key = (port.name or "", port.protocol)
+        found = self._named_masks.get(key)
+        if found is None:
+            per_group = np.fromiter(
+                (
+                    port.protocol in (None, self.protocol)
+                    and any(
+                        c.name == port.name and c.protocol == self.protocol and c.port == self.port
+                        for c in ports
+                    )
+                    for ports in self._group_ports
+                ),
+                dtype=np.bool_,
+                count=len(self._group_ports),
+            )
+            found = self._named_masks[key] = per_group[self._group_of_pod]
+        return found
+
+    def _peer_mask(self, peer: CompiledPeer, families: Families) -> Mask:
+        if peer.selector is not None:
+            return self._selector_mask(peer.selector)
+        if peer.ranges:
+            return self._ranges_mask(peer.ranges, families)
+        return np.zeros(self.n, dtype=np.bool_)  # node peers never match a pod
+
+    def _selector_mask(self, selector: EndpointSelector) -> Mask:
+        found = self._selector_masks.get(selector)
+        if found is None:
+            per_group = np.zeros(len(self._group_index), dtype=np.bool_)
+            for g in self.engine.index().items_matching(selector):
+                local = self._group_index.get(g)
+                if local is not None:
+                    per_group[local] = True
+            found = self._selector_masks[selector] = per_group[self._group_of_pod]
+        return found
+
+    def _ranges_mask(self, ranges: tuple[RangeSet, ...], families: Families) -> Mask:
+        key = (ranges, families)
+        found = self._range_masks.get(key)
+        if found is None:
+            addresses = self._addresses.get(families)
+            if addresses is None:
+                addresses = self._addresses[families] = SortedAddresses(
+                    [_address_seen(p, families) for p in self.pods]
+                )
+            found = self._range_masks[key] = addresses.mask(ranges)
+        return found
+
+
+def _class_key(chain: Chain, families: Families, ports_of: Pod | None) -> tuple[object, ...]:
+    return (
+        tuple(p.key for p in chain.admin),
+        tuple(p.key for p in chain.network),
+        chain.baseline.key if chain.baseline is not None else None,
+        families,
+        ports_of.ports if ports_of is not None else None,
+    )
+
+
+def evaluate_tiers(
+    chain: Chain, direction: Direction, rule_mask: Callable[[CompiledRule], Mask], n: int
+) -> Mask:
+    """The tier order of `kanal.engine.evaluate`, on vectors: element i says whether peer i is
+    allowed for this chain. After the admin tier, a peer that an admin rule passed and one that
+    no admin rule matched go on alike; Pass only stops later admin rules from deciding."""
+    allowed = np.zeros(n, dtype=np.bool_)
+    matched = np.zeros(n, dtype=np.bool_)
+    settled = np.zeros(n, dtype=np.bool_)
+    for policy in chain.admin:
+        for rule in policy.rules(direction):
+            hit = rule_mask(rule) & ~matched
+            matched |= hit
+            if rule.action is Action.ALLOW:
+                allowed |= hit
+            if rule.action is not Action.PASS:
+                settled |= hit
+    open_ = ~settled
+    if chain.network:
+        admitted = np.zeros(n, dtype=np.bool_)
+        for policy in chain.network:
+            for rule in policy.rules(direction):
+                admitted |= rule_mask(rule)
+        return allowed | (open_ & admitted)
+    if chain.baseline is not None:
+        for rule in chain.baseline.rules(direction):
+            hit = rule_mask(rule) & ~settled
+            if rule.action is Action.ALLOW:
+                allowed |= hit
+            settled |= hit
+    return allowed | ~settled
