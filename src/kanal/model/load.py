@@ -7,7 +7,8 @@ Every document gets a source string, which every problem and note starts with:
   empty ones included, so that doc N is the Nth `---` section an editor shows;
 - `<stdin>` (or `<stdin>:doc N`) for `-`;
 - `:item N` appended (N from 1) for each entry of a `kind: List` (see `kanal.model.parse`);
-- `path:LINE:COLUMN` (from 1) for a YAML or JSON syntax error, as compilers print them.
+- `path:LINE:COLUMN` (from 1) for a YAML or JSON syntax error, as compilers print them, and
+  `path:LINE` for a file that is not UTF-8.
 
 Files in a directory are read recursively, those ending in .yaml, .yml or .json, in sorted
 order. `.json` files are read as one JSON value; everything else, stdin included, as YAML
@@ -78,12 +79,17 @@ def _add_directory(root: Path, assembler: ManifestAssembler) -> None:
 def _add_file(file: Path, assembler: ManifestAssembler) -> None:
     source = str(file)
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        assembler.add_problem(_file_problem(source, f"is not UTF-8 text (byte {exc.start})"))
-        return
+        data = file.read_bytes()
     except OSError as exc:
         assembler.add_problem(_file_problem(source, f"cannot read: {exc.strerror or exc}"))
+        return
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        message = f"is not UTF-8 text (byte {byte:#04x}): save the file as UTF-8"
+        assembler.add_problem(_file_problem(f"{source}:{line}", message))
         return
     _add_text(text, source, assembler, is_json=file.suffix == ".json")
 
