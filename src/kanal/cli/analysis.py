@@ -1,0 +1,421 @@
+"""`kanal check`, `kanal explain`, `kanal matrix`: questions about manifests, for the engine.
+
+Each command reads `-f` manifests, asks `PolicyEngine` one question and prints the answer: a
+sentence or a walkthrough for a verdict, a table per probe for a matrix. Nothing here decides
+anything about policy; the words only restate the engine's decision chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kanal.cli.output import Terminal
+from kanal.engine import DirectionDecision, Outcome, PolicyEngine, Step, Verdict
+from kanal.engine.matrix import Matrix, compute_matrix, declared_probes
+from kanal.model.load import load_manifests
+from kanal.model.objects import Direction, Protocol
+
+Command = Callable[[argparse.Namespace, Terminal], int]
+Probe = tuple[int, Protocol]
+
+MIN_PORT, MAX_PORT = 1, 65535
+
+CHECK_EXAMPLE = """\
+examples:
+  kanal check -f examples/three-tier --from frontend/web-1 --to backend/api-1 --port 8080
+  kanal check -f policies/ -f pods.yaml --from x/a --to 192.0.2.10 --port 53 --protocol UDP -o json
+  kubectl get pods,netpol -A -o yaml | kanal check -f - --from x/a --to y/b --port 80
+
+exit status: 0 allowed, 1 denied, 2 bad input (invalid manifests, unknown pod, bad port)
+"""
+
+EXPLAIN_EXAMPLE = """\
+example:
+  kanal explain -f examples/three-tier --from frontend/web-1 --to db/postgres-0 --port 5432
+
+exit status: 0 allowed, 1 denied, 2 bad input (as `kanal check`)
+"""
+
+MATRIX_EXAMPLE = """\
+examples:
+  kanal matrix -f examples/three-tier                  one table per declared port/protocol
+  kanal matrix -f examples/three-tier --port 8080 --port 9125 --protocol UDP -o md
+
+--protocol applies to the --port just before it (8080/TCP and 9125/UDP above); a --port without
+one is TCP. Rows are sources, columns destinations: `.` allowed, `X` denied.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add this group's commands to the `kanal` parser (`subparsers` from add_subparsers)."""
+    _add_connection_command(
+        subparsers, "check", check, "is one connection allowed? (exit 0 yes, 1 no)", CHECK_EXAMPLE
+    )
+    _add_connection_command(
+        subparsers,
+        "explain",
+        explain,
+        "walk through the decision for one connection",
+        EXPLAIN_EXAMPLE,
+    )
+    _add_matrix_command(subparsers)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def check(args: argparse.Namespace, term: Terminal) -> int:
+    verdict = _verdict(args, term)
+    if args.output == "json":
+        term.write_json(verdict.to_json())
+    else:
+        term.write(check_line(verdict))
+    return 0 if verdict.allowed else 1
+
+
+def explain(args: argparse.Namespace, term: Terminal) -> int:
+    verdict = _verdict(args, term)
+    term.write("\n".join(explain_lines(verdict)))
+    return 0 if verdict.allowed else 1
+
+
+def matrix(args: argparse.Namespace, term: Terminal) -> int:
+    engine = load_engine(args.filenames, term)
+    probes: list[Probe] = args.probes or declared_probes(engine)
+    if not probes:
+        term.note("no pod declares a container port: choose probes with --port N")
+    tables = [compute_matrix(engine, port=port, protocol=proto) for port, proto in probes]
+    MATRIX_FORMATS[args.output](tables, term)
+    return 0
+
+
+def _verdict(args: argparse.Namespace, term: Terminal) -> Verdict:
+    engine = load_engine(args.filenames, term)
+    return engine.explain(args.source, args.destination, args.port, args.protocol)
+
+
+def load_engine(paths: Sequence[str], term: Terminal) -> PolicyEngine:
+    """The engine over the manifests at `paths`; notes and engine warnings go to stderr."""
+    manifests = load_manifests(paths)
+    for note in manifests.notes:
+        term.note(note)
+    engine = PolicyEngine.from_manifests(manifests)
+    for warning in engine.warnings():
+        term.warn(warning)
+    return engine
+
+
+# -- arguments -------------------------------------------------------------------------------------
+
+
+def _new_command(subparsers: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _add_connection_command(
+    subparsers: Any, name: str, run: Command, summary: str, example: str
+) -> None:
+    parser = _new_command(subparsers, name, summary, example)
+    add_filename_argument(parser)
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="NS/POD|IP",
+        help="the client: a pod as namespace/name, or an IP address",
+    )
+    parser.add_argument(
+        "--to",
+        dest="destination",
+        required=True,
+        metavar="NS/POD|IP",
+        help="the server: a pod as namespace/name, or an IP address",
+    )
+    parser.add_argument(
+        "--port", type=port_number, required=True, metavar="N", help="destination port, 1-65535"
+    )
+    parser.add_argument(
+        "--protocol",
+        type=protocol_name,
+        default=Protocol.TCP,
+        metavar="TCP|UDP|SCTP",
+        help="default TCP",
+    )
+    if name == "check":
+        parser.add_argument(
+            "-o",
+            "--output",
+            choices=("text", "json"),
+            default="text",
+            help="text: one line; json: the verdict with each direction's decision chain",
+        )
+    parser.set_defaults(run=run)
+
+
+def _add_matrix_command(subparsers: Any) -> None:
+    parser = _new_command(
+        subparsers, "matrix", "the truth table of every pod pair, per port", MATRIX_EXAMPLE
+    )
+    add_filename_argument(parser)
+    parser.add_argument(
+        "--port",
+        dest="probes",
+        action=_AddProbe,
+        type=port_number,
+        metavar="N",
+        help="a probe port; repeatable (default: every declared port)",
+    )
+    parser.add_argument(
+        "--protocol",
+        dest="probes",
+        action=_SetProbeProtocol,
+        type=protocol_name,
+        metavar="TCP|UDP|SCTP",
+        help="protocol of the --port before it (default TCP)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=tuple(MATRIX_FORMATS),
+        default="text",
+        help="text: a table per probe; json: one line, {probes: [{port, protocol, pods, "
+        "allowed}]}; csv: a row per probe and source; md: Markdown tables",
+    )
+    parser.set_defaults(run=matrix, probes=[])
+
+
+def add_filename_argument(parser: argparse.ArgumentParser) -> None:
+    """kubectl's `-f`: files, directories (recursive) or `-` for stdin; repeatable, and each
+    occurrence takes several paths."""
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="filenames",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="manifest file or directory (recursive); - reads standard input",
+    )
+
+
+def port_number(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a port number (1-65535)") from None
+    if not MIN_PORT <= number <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"port {number} is out of range: give 1-65535")
+    return number
+
+
+def protocol_name(text: str) -> Protocol:
+    try:
+        return Protocol(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"`{text}` is not a protocol: give TCP, UDP or SCTP"
+        ) from None
+
+
+class _AddProbe(argparse.Action):
+    """`--port N`: a new probe, TCP until a `--protocol` right after it says otherwise."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        probes: list[Probe] = list(getattr(namespace, self.dest))
+        probes.append((values, Protocol.TCP))
+        setattr(namespace, self.dest, probes)
+        namespace.protocol_pending = True
+
+
+class _SetProbeProtocol(argparse.Action):
+    """`--protocol P`: the protocol of the `--port` just before it, once."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        probes: list[Probe] = list(getattr(namespace, self.dest))
+        if not probes:
+            parser.error("--protocol applies to the --port just before it: give --port N first")
+        if not getattr(namespace, "protocol_pending", False):
+            parser.error(f"--protocol given twice for --port {probes[-1][0]}: repeat --port too")
+        probes[-1] = (probes[-1][0], values)
+        setattr(namespace, self.dest, probes)
+        namespace.protocol_pending = False
+
+
+# -- verdicts in words -----------------------------------------------------------------------------
+
+_VERBS = {Outcome.ALLOW: "allows", Outcome.DENY: "denies", Outcome.PASS: "passes"}
+
+
+def check_line(verdict: Verdict) -> str:
+    """`allowed: x/a -> y/b 80/TCP`, or `denied: ... (DIRECTION: why; ...)`."""
+    what = f"{verdict.source} -> {verdict.destination} {_probe_text(verdict)}"
+    if verdict.allowed:
+        return f"allowed: {what}"
+    denied = [d for d in _directions(verdict) if not d.allowed]
+    reasons = "; ".join(f"{d.direction.lower()}: {_denial(d, verdict)}" for d in denied)
+    return f"denied: {what} ({reasons})"
+
+
+def explain_lines(verdict: Verdict) -> list[str]:
+    """A header with the verdict, then every step of each direction's chain, one per line."""
+    outcome = "ALLOWED" if verdict.allowed else "DENIED"
+    lines = [f"{verdict.source} -> {verdict.destination} on {_probe_text(verdict)}: {outcome}"]
+    for decision in _directions(verdict):
+        lines.append(f"{decision.direction.lower()} at {decision.subject}:")
+        lines.extend(f"  {_step_sentence(step, decision, verdict)}" for step in decision.steps)
+    return lines
+
+
+def _directions(verdict: Verdict) -> tuple[DirectionDecision, DirectionDecision]:
+    return verdict.egress, verdict.ingress
+
+
+def _probe_text(verdict: Verdict) -> str:
+    return f"{verdict.port}/{verdict.protocol}"
+
+
+def _denial(decision: DirectionDecision, verdict: Verdict) -> str:
+    step = decision.deciding
+    if step.outcome is Outcome.DEFAULT_DENY:
+        return (
+            f"{decision.subject} is isolated by {_backticked(step.isolating)}; "
+            f"{_no_rule_admits(decision, verdict)}"
+        )
+    return _rule_sentence(step, decision.direction)
+
+
+def _step_sentence(step: Step, decision: DirectionDecision, verdict: Verdict) -> str:
+    direction = decision.direction.lower()
+    if step.outcome is Outcome.NOT_ISOLATED:
+        return f"not isolated for {direction}: allowed"
+    if step.outcome is Outcome.NOT_A_POD:
+        return f"{decision.subject} is not a pod, so no policy applies on this side: allowed"
+    if step.outcome is Outcome.DEFAULT_DENY:
+        noun = "policy" if len(step.isolating) == 1 else "policies"
+        return (
+            f"{decision.subject} is isolated for {direction} by {noun} "
+            f"{_backticked(step.isolating)}; {_no_rule_admits(decision, verdict)}"
+        )
+    return _rule_sentence(step, decision.direction)
+
+
+def _rule_sentence(step: Step, direction: Direction) -> str:
+    """`[NetworkPolicy ns/name] rule #0 allows from PEER on PORT` (`to PEER` for egress)."""
+    tier = step.tier.short if step.tier is not None else "policy"
+    toward = "to" if direction is Direction.EGRESS else "from"
+    text = (
+        f"[{tier} {step.policy}] rule {step.rule_label()} {_VERBS[step.outcome]} "
+        f"{toward} {step.peer} on {step.port}"
+    )
+    return text + "; the next tiers decide" if step.outcome is Outcome.PASS else text
+
+
+def _no_rule_admits(decision: DirectionDecision, verdict: Verdict) -> str:
+    peer = verdict.destination if decision.direction is Direction.EGRESS else verdict.source
+    return f"no rule admits {peer} on {_probe_text(verdict)}"
+
+
+def _backticked(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
+# -- matrices --------------------------------------------------------------------------------------
+
+
+def _cell(allowed: bool) -> str:
+    return "." if allowed else "X"
+
+
+def _matrix_rows(table: Matrix) -> list[list[str]]:
+    """One row per source pod: its name, then a cell per destination."""
+    allowed: list[list[bool]] = table.allowed.tolist()
+    return [[src, *map(_cell, row)] for src, row in zip(table.pods, allowed, strict=True)]
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """`| a   | b |` lines, every column as wide as its widest cell."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "|" + "|".join(f" {cell:<{w}} " for cell, w in zip(row, widths, strict=True)) + "|"
+        for row in rows
+    ]
+
+
+def write_matrix_text(tables: Sequence[Matrix], term: Terminal) -> None:
+    """cyclonus's layout: the probe in the corner, destinations across, sources down."""
+    for number, table in enumerate(tables):
+        corner = f"{table.port}/{table.protocol}"
+        header, *rows = _aligned([[corner, *table.pods], *_matrix_rows(table)])
+        border = "".join("+" if ch == "|" else "-" for ch in header)
+        term.write(("\n" if number else "") + "\n".join([border, header, border, *rows, border]))
+
+
+def write_matrix_json(tables: Sequence[Matrix], term: Terminal) -> None:
+    probes = [
+        {
+            "port": table.port,
+            "protocol": table.protocol.value,
+            "pods": list(table.pods),
+            "allowed": table.allowed.tolist(),
+        }
+        for table in tables
+    ]
+    term.write_json({"probes": probes}, indent=None)
+
+
+def write_matrix_csv(tables: Sequence[Matrix], term: Terminal) -> None:
+    """One header (`port,protocol,from,<pods>`), then a row per probe and source pod."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header: list[str] = []
+    for table in tables:
+        if header != ["port", "protocol", "from", *table.pods]:
+            header = ["port", "protocol", "from", *table.pods]
+            writer.writerow(header)
+        allowed: list[list[bool]] = table.allowed.tolist()
+        for src, row in zip(table.pods, allowed, strict=True):
+            cells = ("true" if ok else "false" for ok in row)
+            writer.writerow([table.port, table.protocol.value, src, *cells])
+    if buffer.getvalue():
+        term.write(buffer.getvalue().rstrip("\n"))
+
+
+def write_matrix_md(tables: Sequence[Matrix], term: Terminal) -> None:
+    """A `### PORT/PROTOCOL` heading and a pipe table per probe."""
+    for number, table in enumerate(tables):
+        header, *rows = _aligned([["from ↓ to →", *table.pods], *_matrix_rows(table)])
+        rule = "".join(ch if ch == "|" else "-" for ch in header)
+        heading = f"### {table.port}/{table.protocol}"
+        term.write("\n".join([*([""] if number else []), heading, "", header, rule, *rows]))
+
+
+MATRIX_FORMATS: dict[str, Callable[[Sequence[Matrix], Terminal], None]] = {
+    "text": write_matrix_text,
+    "json": write_matrix_json,
+    "csv": write_matrix_csv,
+    "md": write_matrix_md,
+}
