@@ -22,7 +22,8 @@ DESCRIPTION = """\
 Policy-based networking for Kubernetes: ask what NetworkPolicies allow, and why.
 
 Manifests are read as `kubectl apply -f` reads them: files, directories (recursive) and - for
-standard input; Namespace, Pod and NetworkPolicy are used, other kinds are skipped with a note.
+standard input. Namespace, Pod, Node, NetworkPolicy, AdminNetworkPolicy and
+BaselineAdminNetworkPolicy are used; other kinds are skipped with a note.
 """
 
 EPILOG = """\
