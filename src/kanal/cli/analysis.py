@@ -28,7 +28,7 @@ CHECK_EXAMPLE = """\
 examples:
   kanal check -f examples/three-tier --from frontend/web-1 --to backend/api-1 --port 8080
   kanal check -f policies/ -f pods.yaml --from x/a --to 192.0.2.10 --port 53 --protocol UDP -o json
-  kubectl get pods,netpol -A -o yaml | kanal check -f - --from x/a --to y/b --port 80
+  kubectl get ns,pods,netpol -A -o yaml | kanal check -f - --from x/a --to y/b --port 80
 
 exit status: 0 allowed, 1 denied, 2 bad input (invalid manifests, unknown pod, bad port)
 """
@@ -52,15 +52,26 @@ one is TCP. Rows are sources, columns destinations: `.` allowed, `X` denied.
 
 def register(subparsers: Any) -> None:
     """Add this group's commands to the `kanal` parser (`subparsers` from add_subparsers)."""
-    _add_connection_command(
-        subparsers, "check", check, "is one connection allowed? (exit 0 yes, 1 no)", CHECK_EXAMPLE
+    checker = _add_connection_command(
+        subparsers,
+        "check",
+        run=check,
+        summary="is one connection allowed? (exit 0 yes, 1 no)",
+        example=CHECK_EXAMPLE,
+    )
+    checker.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text: one line; json: the verdict with each direction's decision chain",
     )
     _add_connection_command(
         subparsers,
         "explain",
-        explain,
-        "walk through the decision for one connection",
-        EXPLAIN_EXAMPLE,
+        run=explain,
+        summary="walk through the decision for one connection",
+        example=EXPLAIN_EXAMPLE,
     )
     _add_matrix_command(subparsers)
 
@@ -112,7 +123,9 @@ def load_engine(paths: Sequence[str], term: Terminal) -> PolicyEngine:
 # -- arguments -------------------------------------------------------------------------------------
 
 
-def _new_command(subparsers: Any, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+def _new_command(
+    subparsers: Any, name: str, *, summary: str, example: str
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=summary,
@@ -124,9 +137,10 @@ def _new_command(subparsers: Any, name: str, summary: str, example: str) -> argp
 
 
 def _add_connection_command(
-    subparsers: Any, name: str, run: Command, summary: str, example: str
-) -> None:
-    parser = _new_command(subparsers, name, summary, example)
+    subparsers: Any, name: str, *, run: Command, summary: str, example: str
+) -> argparse.ArgumentParser:
+    """A command about one connection: `-f`, `--from`, `--to`, `--port`, `--protocol`."""
+    parser = _new_command(subparsers, name, summary=summary, example=example)
     add_filename_argument(parser)
     parser.add_argument(
         "--from",
@@ -152,20 +166,16 @@ def _add_connection_command(
         metavar="TCP|UDP|SCTP",
         help="default TCP",
     )
-    if name == "check":
-        parser.add_argument(
-            "-o",
-            "--output",
-            choices=("text", "json"),
-            default="text",
-            help="text: one line; json: the verdict with each direction's decision chain",
-        )
     parser.set_defaults(run=run)
+    return parser
 
 
 def _add_matrix_command(subparsers: Any) -> None:
     parser = _new_command(
-        subparsers, "matrix", "the truth table of every pod pair, per port", MATRIX_EXAMPLE
+        subparsers,
+        "matrix",
+        summary="the truth table of every pod pair, per port",
+        example=MATRIX_EXAMPLE,
     )
     add_filename_argument(parser)
     parser.add_argument(
@@ -286,7 +296,9 @@ def explain_lines(verdict: Verdict) -> list[str]:
     lines = [f"{verdict.source} -> {verdict.destination} on {_probe_text(verdict)}: {outcome}"]
     for decision in _directions(verdict):
         lines.append(f"{decision.direction.lower()} at {decision.subject}:")
-        lines.extend(f"  {_step_sentence(step, decision, verdict)}" for step in decision.steps)
+        lines.extend(
+            f"  {_step_sentence(step, decision, verdict=verdict)}" for step in decision.steps
+        )
     return lines
 
 
@@ -308,7 +320,7 @@ def _denial(decision: DirectionDecision, verdict: Verdict) -> str:
     return _rule_sentence(step, decision.direction)
 
 
-def _step_sentence(step: Step, decision: DirectionDecision, verdict: Verdict) -> str:
+def _step_sentence(step: Step, decision: DirectionDecision, *, verdict: Verdict) -> str:
     direction = decision.direction.lower()
     if step.outcome is Outcome.NOT_ISOLATED:
         return f"not isolated for {direction}: allowed"
