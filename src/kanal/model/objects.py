@@ -10,7 +10,10 @@ import enum
 import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
+
+if TYPE_CHECKING:
+    from kanal.model.lab import LabSpec
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -346,4 +349,5 @@ class Manifests:
     admin_policies: tuple[AdminNetworkPolicy, ...] = ()
     baseline_policy: AdminNetworkPolicy | None = None
     nodes: tuple[Node, ...] = ()
+    lab: LabSpec | None = None
     notes: tuple[str, ...] = field(default=())

@@ -26,6 +26,7 @@ from kanal.errors import ManifestError, Problem
 from kanal.model.adminpolicy import baseline_name, parse_admin_policy, parse_baseline_policy
 from kanal.model.core import parse_namespace, parse_node, parse_pod
 from kanal.model.fields import At, Raw, Report, as_mapping, as_str
+from kanal.model.lab import LabSpec, parse_lab
 from kanal.model.meta import NameRule, ObjectMeta, parse_metadata
 from kanal.model.networkpolicy import parse_network_policy
 from kanal.model.objects import (
@@ -40,12 +41,13 @@ from kanal.model.objects import (
 )
 from kanal.model.validate import dns1123_label, dns1123_subdomain
 
-Parsed = Namespace | Pod | Node | NetworkPolicy | AdminNetworkPolicy
+Parsed = Namespace | Pod | Node | NetworkPolicy | AdminNetworkPolicy | LabSpec
 KindParser = Callable[[Raw, ObjectMeta, At], Parsed]
 
 CORE_V1 = "v1"
 NETWORKING_V1 = "networking.k8s.io/v1"
 POLICY_V1ALPHA1 = "policy.networking.k8s.io/v1alpha1"
+KANAL_V1ALPHA1 = "kanal.io/v1alpha1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ KINDS: dict[tuple[str, str], KindSpec] = {
             parse_baseline_policy,
             name_rule=baseline_name,
         ),
+        KindSpec(KANAL_V1ALPHA1, "Lab", parse_lab),
     )
 }
 
@@ -159,8 +162,9 @@ class ManifestAssembler:
                 f"{api_version!r} is not supported for {kind}: use {' or '.join(expected)}"
             )
             return
-        self._notes.append(f"{at.report.source}: skipped {kind}{_display_name(doc)} "
-                           "(kanal does not use this kind)")
+        self._notes.append(
+            f"{at.report.source}: skipped {kind}{_display_name(doc)} (kanal does not use this kind)"
+        )
 
     def _keep(self, kind: str, meta: ObjectMeta, parsed: Parsed, at: At) -> None:
         """Remember the object under its key; an invalid one claims its name too, so a
@@ -192,8 +196,19 @@ class ManifestAssembler:
             admin_policies=tuple(ranked),
             baseline_policy=baseline[0] if baseline else None,
             nodes=tuple(sorted((o for o in objects if isinstance(o, Node)), key=lambda n: n.name)),
+            lab=_single_lab(objects),
             notes=(*self._notes, *_shared_priority_notes(ranked)),
         )
+
+
+def _single_lab(objects: list[Parsed]) -> LabSpec | None:
+    labs = [o for o in objects if isinstance(o, LabSpec)]
+    if len(labs) > 1:
+        names = ", ".join(f"`{lab.name}`" for lab in labs)
+        raise ManifestError(
+            [Problem("", "Lab", "", "", f"one Lab per set of manifests, got {names}")]
+        )
+    return labs[0] if labs else None
 
 
 def _type_meta(doc: Raw, at: At) -> tuple[str | None, str | None]:
