@@ -617,6 +617,15 @@ def test_matrix_without_declared_ports_says_how_to_probe(kanal: Any, tmp_path: P
     )
 
 
+def test_matrix_of_no_pods_is_an_empty_table(kanal: Any, tmp_path: Path) -> None:
+    namespace = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]
+    path = _write(tmp_path / "ns.yaml", namespace)
+    text = "+--------+\n| 80/TCP |\n+--------+\n+--------+\n"
+    assert kanal(f"matrix -f {path} --port 80") == Run(0, text, "")
+    json_line = '{"probes": [{"port": 80, "protocol": "TCP", "pods": [], "allowed": []}]}\n'
+    assert kanal(f"matrix -f {path} --port 80 -o json") == Run(0, json_line, "")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -8,14 +8,17 @@ anything about policy; the words only restate the engine's decision chain.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-from collections.abc import Callable, Sequence
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from kanal.cli.output import Terminal
 from kanal.engine import DirectionDecision, Outcome, PolicyEngine, Step, Verdict
-from kanal.engine.matrix import Matrix, compute_matrix, declared_probes
+from kanal.engine.matrix import Mask, Matrix, compute_matrix, declared_probes
 from kanal.model.load import load_manifests
 from kanal.model.objects import Direction, Protocol
 
@@ -356,73 +359,78 @@ def _backticked(names: Sequence[str]) -> str:
 
 
 # -- matrices --------------------------------------------------------------------------------------
+#
+# Written a row at a time: a matrix of n pods is n² cells, and its text must not need n² Python
+# objects at once (10k pods is 100M cells). Pod keys are DNS names joined by `/`, so no cell ever
+# needs CSV quoting or Markdown escaping.
 
 
-def _cell(allowed: bool) -> str:
-    return "." if allowed else "X"
+def _cells(row: Mask, *, allowed: npt.NDArray[np.str_], denied: npt.NDArray[np.str_]) -> str:
+    return "".join(np.where(row, allowed, denied).tolist())
 
 
-def _matrix_rows(table: Matrix) -> list[list[str]]:
-    """One row per source pod: its name, then a cell per destination."""
-    allowed: list[list[bool]] = table.allowed.tolist()
-    return [[src, *map(_cell, row)] for src, row in zip(table.pods, allowed, strict=True)]
-
-
-def _aligned(rows: list[list[str]]) -> list[str]:
-    """`| a   | b |` lines, every column as wide as its widest cell."""
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    return [
-        "|" + "|".join(f" {cell:<{w}} " for cell, w in zip(row, widths, strict=True)) + "|"
-        for row in rows
-    ]
+def _table_lines(corner: str, table: Matrix) -> Iterator[str]:
+    """`| corner | pod | ... |` then a row per source pod, every column as wide as its widest
+    cell, `.` allowed and `X` denied."""
+    first = max([len(corner), *map(len, table.pods)])
+    widths = [max(len(pod), 1) for pod in table.pods]
+    allowed = np.array([f" {'.':<{w}} |" for w in widths], dtype=np.str_)
+    denied = np.array([f" {'X':<{w}} |" for w in widths], dtype=np.str_)
+    yield "| " + corner.ljust(first) + " |" + "".join(f" {pod} |" for pod in table.pods)
+    for source, row in zip(table.pods, table.allowed, strict=True):
+        yield "| " + source.ljust(first) + " |" + _cells(row, allowed=allowed, denied=denied)
 
 
 def write_matrix_text(tables: Sequence[Matrix], term: Terminal) -> None:
     """cyclonus's layout: the probe in the corner, destinations across, sources down."""
     for number, table in enumerate(tables):
-        corner = f"{table.port}/{table.protocol}"
-        header, *rows = _aligned([[corner, *table.pods], *_matrix_rows(table)])
+        if number:
+            term.write()
+        lines = _table_lines(f"{table.port}/{table.protocol}", table)
+        header = next(lines)
         border = "".join("+" if ch == "|" else "-" for ch in header)
-        term.write(("\n" if number else "") + "\n".join([border, header, border, *rows, border]))
-
-
-def write_matrix_json(tables: Sequence[Matrix], term: Terminal) -> None:
-    probes = [
-        {
-            "port": table.port,
-            "protocol": table.protocol.value,
-            "pods": list(table.pods),
-            "allowed": table.allowed.tolist(),
-        }
-        for table in tables
-    ]
-    term.write_json({"probes": probes}, indent=None)
-
-
-def write_matrix_csv(tables: Sequence[Matrix], term: Terminal) -> None:
-    """One header (`port,protocol,from,<pods>`), then a row per probe and source pod."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    header: list[str] = []
-    for table in tables:
-        if header != ["port", "protocol", "from", *table.pods]:
-            header = ["port", "protocol", "from", *table.pods]
-            writer.writerow(header)
-        allowed: list[list[bool]] = table.allowed.tolist()
-        for src, row in zip(table.pods, allowed, strict=True):
-            cells = ("true" if ok else "false" for ok in row)
-            writer.writerow([table.port, table.protocol.value, src, *cells])
-    if buffer.getvalue():
-        term.write(buffer.getvalue().rstrip("\n"))
+        for line in itertools.chain((border, header, border), lines, (border,)):
+            term.write(line)
 
 
 def write_matrix_md(tables: Sequence[Matrix], term: Terminal) -> None:
     """A `### PORT/PROTOCOL` heading and a pipe table per probe."""
     for number, table in enumerate(tables):
-        header, *rows = _aligned([["from ↓ to →", *table.pods], *_matrix_rows(table)])
-        rule = "".join(ch if ch == "|" else "-" for ch in header)
-        heading = f"### {table.port}/{table.protocol}"
-        term.write("\n".join([*([""] if number else []), heading, "", header, rule, *rows]))
+        if number:
+            term.write()
+        term.write(f"### {table.port}/{table.protocol}\n")
+        lines = _table_lines("from ↓ to →", table)
+        header = next(lines)
+        term.write(header)
+        term.write("".join(ch if ch == "|" else "-" for ch in header))
+        for line in lines:
+            term.write(line)
+
+
+def write_matrix_json(tables: Sequence[Matrix], term: Terminal) -> None:
+    """`{"probes": [{"port", "protocol", "pods", "allowed"}]}` on one line, as `json.dumps`
+    would write it."""
+    term.write('{"probes": [', end="")
+    for number, table in enumerate(tables):
+        head = {"port": table.port, "protocol": table.protocol.value, "pods": list(table.pods)}
+        term.write((", " if number else "") + json.dumps(head)[:-1] + ', "allowed": [', end="")
+        for i, row in enumerate(table.allowed):
+            values = ", ".join(np.where(row, "true", "false").tolist())
+            term.write((", [" if i else "[") + values + "]", end="")
+        term.write("]}", end="")
+    term.write("]}")
+
+
+def write_matrix_csv(tables: Sequence[Matrix], term: Terminal) -> None:
+    """One header (`port,protocol,from,<pods>`), then a row per probe and source pod."""
+    header = ""
+    for table in tables:
+        if header != ",".join(["port", "protocol", "from", *table.pods]):
+            header = ",".join(["port", "protocol", "from", *table.pods])
+            term.write(header)
+        prefix = f"{table.port},{table.protocol},"
+        for source, row in zip(table.pods, table.allowed, strict=True):
+            term.write(prefix + source + "," + ",".join(np.where(row, "true", "false").tolist()))
 
 
 MATRIX_FORMATS: dict[str, Callable[[Sequence[Matrix], Terminal], None]] = {

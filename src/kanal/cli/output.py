@@ -21,9 +21,9 @@ class Terminal:
         self._out = stdout or sys.stdout
         self._err = stderr or sys.stderr
 
-    def write(self, text: str = "") -> None:
-        """One line (or several) of result on stdout."""
-        self._out.write(text + "\n")
+    def write(self, text: str = "", *, end: str = "\n") -> None:
+        """Result on stdout: a line, or (`end=""`) part of one."""
+        self._out.write(text + end)
 
     def write_json(self, value: object, *, indent: int | None = 2) -> None:
         """`value` as JSON on stdout; `indent=None` writes it on one line (for large data)."""
