@@ -1,0 +1,157 @@
+"""Small clusters for semantic tests: manifest builders with tweak callables, a cluster that
+goes through the validating parser, and the decision chain of one direction as one line of text.
+
+```
+cluster(
+    pod("x/db", labels(app="db"), serves(5432, name="pg")),
+    pod("y/web", labels(app="web")),
+    netpol("x/allow-web", "podSelector: {matchLabels: {app: db}}, ingress: [{from: [...]}]"),
+)
+```
+
+Policies are written as YAML (flow style fits on one line), the form users write them in. Pods
+get addresses 10.0.0.1, 10.0.0.2, ... in order unless a tweak gives their own (`ips`, `no_ip`).
+A chain reads like the issue's example: `[ANP pass-to-dev] Pass 'to-dev' (namespaces env=dev;
+any port) → [NetworkPolicy x/allow-web] Allow #0 (pods app=web in namespace x; 80/TCP)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from kanal.engine import DirectionDecision, Outcome, PolicyEngine, Step
+from kanal.model.parse import parse_documents
+
+Doc = dict[str, Any]
+Tweak = Callable[[Doc], None]
+
+
+# -- tweaks ----------------------------------------------------------------------------------------
+
+
+def labels(**values: str) -> Tweak:
+    def tweak(doc: Doc) -> None:
+        doc["metadata"].setdefault("labels", {}).update(values)
+
+    return tweak
+
+
+def serves(port: int, protocol: str = "TCP", *, name: str | None = None) -> Tweak:
+    """A container port of a pod."""
+
+    def tweak(doc: Doc) -> None:
+        entry: Doc = {"containerPort": port, "protocol": protocol}
+        if name is not None:
+            entry["name"] = name
+        doc["spec"]["containers"][0]["ports"].append(entry)
+
+    return tweak
+
+
+def ips(*addresses: str) -> Tweak:
+    def tweak(doc: Doc) -> None:
+        doc["status"] = {"podIP": addresses[0], "podIPs": [{"ip": ip} for ip in addresses]}
+
+    return tweak
+
+
+def no_ip(doc: Doc) -> None:
+    """A pod not yet given an address (pending, or its status not exported)."""
+    doc["status"] = {}
+
+
+def node_ip(address: str) -> Tweak:
+    def tweak(doc: Doc) -> None:
+        doc["status"] = {"addresses": [{"type": "InternalIP", "address": address}]}
+
+    return tweak
+
+
+# -- manifests -------------------------------------------------------------------------------------
+
+
+def namespace(name: str, *tweaks: Tweak) -> Doc:
+    doc: Doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    for tweak in tweaks:
+        tweak(doc)
+    return doc
+
+
+def pod(key: str, *tweaks: Tweak) -> Doc:
+    ns, name = key.split("/")
+    doc: Doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": "main", "ports": []}]},
+    }
+    for tweak in tweaks:
+        tweak(doc)
+    return doc
+
+
+def node(name: str, *tweaks: Tweak) -> Doc:
+    doc: Doc = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+    for tweak in tweaks:
+        tweak(doc)
+    return doc
+
+
+def netpol(key: str, spec: str) -> Doc:
+    ns, name = key.split("/")
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": yaml.safe_load(spec),
+    }
+
+
+def anp(name: str, spec: str) -> Doc:
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "AdminNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": yaml.safe_load(spec),
+    }
+
+
+def banp(spec: str) -> Doc:
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha1",
+        "kind": "BaselineAdminNetworkPolicy",
+        "metadata": {"name": "default"},
+        "spec": yaml.safe_load(spec),
+    }
+
+
+def cluster(*docs: Doc) -> PolicyEngine:
+    """An engine over `docs`, read by the validating parser; pods without a `status` get the
+    next address of 10.0.0.0/24."""
+    numbered = 0
+    for doc in docs:
+        if doc["kind"] == "Pod" and "status" not in doc:
+            numbered += 1
+            ips(f"10.0.0.{numbered}")(doc)
+    parsed = parse_documents((f"doc {i}", doc) for i, doc in enumerate(docs, start=1))
+    return PolicyEngine.from_manifests(parsed)
+
+
+# -- decision chains -------------------------------------------------------------------------------
+
+
+def step_text(step: Step) -> str:
+    match step.outcome:
+        case Outcome.NOT_ISOLATED | Outcome.NOT_A_POD:
+            return step.outcome.value
+        case Outcome.DEFAULT_DENY:
+            return f"[NetworkPolicy] DefaultDeny (isolated by {', '.join(step.isolating)})"
+    tier = step.tier.short if step.tier is not None else "?"
+    return f"[{tier} {step.policy}] {step.outcome} {step.rule_label()} ({step.peer}; {step.port})"
+
+
+def chain(decision: DirectionDecision) -> str:
+    return " → ".join(step_text(s) for s in decision.steps)
