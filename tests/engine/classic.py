@@ -29,7 +29,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pytest
+import yaml
 
 from kanal.engine import PolicyEngine
 from kanal.engine.matrix import compute_matrix
@@ -237,3 +241,27 @@ def _difference(source: str, got: Table, want: Table) -> str:
             want.render(),
         ]
     )
+
+
+# -- scenario fixtures -----------------------------------------------------------------------------
+
+
+def load_scenarios(directory: Path) -> list[Any]:
+    """One `pytest.param` per scenario of the directory's *.yaml files (not recursive), with the
+    scenario's sentence as id; `xfail: <reason>` marks a known engine bug (strict)."""
+    params = []
+    for path in sorted(directory.glob("*.yaml")):
+        for scenario in yaml.safe_load(path.read_text()):
+            bug = scenario.get("xfail")
+            marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+            params.append(pytest.param(scenario, id=scenario["id"], marks=marks))
+    return params
+
+
+def check_scenario(scenario: Mapping[str, Any]) -> None:
+    """Build the model with the scenario's policies and tweaks; check every table."""
+    cluster = scenario.get("cluster") or {}
+    m = manifests(
+        scenario["policies"], family=cluster.get("family", "ipv4"), tweaks=tweaks_from(cluster)
+    )
+    assert_truth_tables(PolicyEngine.from_manifests(m), scenario["expect"])

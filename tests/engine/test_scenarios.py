@@ -5,6 +5,7 @@ Each scenario in `scenarios/*.yaml` gives policies (read through the validating 
 `kanal -f` reads them), optional changes to the model (`cluster:` — address family, extra labels,
 renamed ports) and the full truth table of one or more probes, written as cyclonus prints it.
 Every cell is checked twice: against the vectorised `compute_matrix` and against `explain`.
+The admin-tier scenarios (`scenarios/admin/`) run in test_admin_tiers.py.
 """
 
 from __future__ import annotations
@@ -13,42 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from kanal.engine import PolicyEngine
-
-from .classic import PODS, assert_truth_tables, manifests, parse_tables, tweaks_from
+from .classic import PODS, check_scenario, load_scenarios, parse_tables
 
 SCENARIOS = Path(__file__).parent / "scenarios"
-
-
-def _load() -> list[Any]:
-    params = []
-    for path in sorted(SCENARIOS.glob("*.yaml")):
-        for scenario in yaml.safe_load(path.read_text()):
-            bug = scenario.get("xfail")
-            marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
-            params.append(pytest.param(scenario, id=scenario["id"], marks=marks))
-    return params
-
-
-ALL = _load()
+ALL = load_scenarios(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", ALL)
 def test_scenario_truth_tables(scenario: dict[str, Any]) -> None:
-    cluster = scenario.get("cluster") or {}
-    m = manifests(
-        scenario["policies"],
-        family=cluster.get("family", "ipv4"),
-        tweaks=tweaks_from(cluster),
-    )
-    assert_truth_tables(PolicyEngine.from_manifests(m), scenario["expect"])
+    check_scenario(scenario)
 
 
-def test_scenario_ids_are_unique_and_tables_cover_the_whole_model() -> None:
-    ids = [p.id for p in ALL]
+@pytest.mark.parametrize("scenarios", [ALL, load_scenarios(SCENARIOS / "admin")])
+def test_scenario_ids_are_unique_and_tables_cover_the_whole_model(scenarios: list[Any]) -> None:
+    ids = [p.id for p in scenarios]
     assert len(ids) == len(set(ids))
-    for param in ALL:
+    for param in scenarios:
         for table in parse_tables(param.values[0]["expect"]):
             assert table.pods == PODS, param.id
