@@ -58,6 +58,13 @@ def ips(*addresses: str) -> Tweak:
     return tweak
 
 
+def on_node(name: str) -> Tweak:
+    def tweak(doc: Doc) -> None:
+        doc["spec"]["nodeName"] = name
+
+    return tweak
+
+
 def no_ip(doc: Doc) -> None:
     """A pod not yet given an address (pending, or its status not exported)."""
     doc["status"] = {}

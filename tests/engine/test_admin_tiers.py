@@ -82,10 +82,14 @@ def admin(
     )
 
 
-def baseline(*, ingress: tuple[str, ...] = (), egress: tuple[str, ...] = ()) -> Doc:
+def baseline(
+    *,
+    ingress: tuple[str, ...] = (),
+    egress: tuple[str, ...] = (),
+    subject: str = "{namespaces: {}}",
+) -> Doc:
     return banp(
-        f"{{subject: {{namespaces: {{}}}}, "
-        f"ingress: [{', '.join(ingress)}], egress: [{', '.join(egress)}]}}"
+        f"{{subject: {subject}, ingress: [{', '.join(ingress)}], egress: [{', '.join(egress)}]}}"
     )
 
 
@@ -381,6 +385,19 @@ TIERS = [
         allowed=False,
         egress=NOT_ISOLATED,
         ingress=step("BANP default", "Deny", "deny-dev", DEV),
+    ),
+    case(
+        "a BANP whose subject misses the pod has no effect on it",
+        [
+            baseline(
+                subject="{namespaces: {matchLabels: {env: dev}}}",
+                ingress=(rule("deny-all", "Deny", FROM_ALL),),
+            )
+        ],
+        "y/web -> x/db 80/TCP",
+        allowed=True,
+        egress=NOT_ISOLATED,
+        ingress=NOT_ISOLATED,
     ),
     case(
         "an ANP Allow settles the connection before the BANP",

@@ -26,10 +26,15 @@ def test_scenario_truth_tables(scenario: dict[str, Any]) -> None:
     check_scenario(scenario)
 
 
-@pytest.mark.parametrize("scenarios", [ALL, load_scenarios(SCENARIOS / "admin")])
-def test_scenario_ids_are_unique_and_tables_cover_the_whole_model(scenarios: list[Any]) -> None:
+@pytest.mark.parametrize(
+    "scenarios", [ALL, load_scenarios(SCENARIOS / "admin")], ids=["scenarios", "scenarios/admin"]
+)
+def test_scenario_tables_cover_the_model_with_unique_ids_and_an_open_diagonal(
+    scenarios: list[Any],
+) -> None:
     ids = [p.id for p in scenarios]
     assert len(ids) == len(set(ids))
     for param in scenarios:
         for table in parse_tables(param.values[0]["expect"]):
             assert table.pods == PODS, param.id
+            assert table.diagonal_allowed(), f"{param.id}: a pod cannot block access to itself"
