@@ -18,12 +18,13 @@ import numpy.typing as npt
 
 from kanal.cli.output import Terminal
 from kanal.engine import DirectionDecision, Outcome, PolicyEngine, Step, Verdict
-from kanal.engine.matrix import Mask, Matrix, compute_matrix, declared_probes
+from kanal.engine.matrix import Matrix, compute_matrix, declared_probes
 from kanal.model.load import load_manifests
 from kanal.model.objects import Direction, Protocol
 
 Command = Callable[[argparse.Namespace, Terminal], int]
 Probe = tuple[int, Protocol]
+Row = npt.NDArray[np.bool_]
 
 MIN_PORT, MAX_PORT = 1, 65535
 
@@ -365,7 +366,7 @@ def _backticked(names: Sequence[str]) -> str:
 # needs CSV quoting or Markdown escaping.
 
 
-def _cells(row: Mask, *, allowed: npt.NDArray[np.str_], denied: npt.NDArray[np.str_]) -> str:
+def _cells(row: Row, *, allowed: npt.NDArray[np.str_], denied: npt.NDArray[np.str_]) -> str:
     return "".join(np.where(row, allowed, denied).tolist())
 
 
