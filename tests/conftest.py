@@ -19,13 +19,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture
-def netns_prefix() -> Iterator[str]:
-    """A unique prefix (`kt<4 hex>-`) for every netns this test creates.
-
-    Teardown runs after the fixtures that built namespaces with it have cleaned up; it fails
-    the test if any namespace with the prefix is left, after removing them so nothing leaks.
-    """
+def _unique_netns_prefix() -> Iterator[str]:
     from kanal.dataplane.netns import delete_netns, list_netns
 
     prefix = f"kt{secrets.token_hex(2)}-"
@@ -34,3 +28,19 @@ def netns_prefix() -> Iterator[str]:
     for name in leftovers:
         delete_netns(name, missing_ok=True)
     assert not leftovers, f"namespaces left behind: {leftovers}"
+
+
+@pytest.fixture
+def netns_prefix() -> Iterator[str]:
+    """A unique prefix (`kt<4 hex>-`) for every netns this test creates.
+
+    Teardown runs after the fixtures that built namespaces with it have cleaned up; it fails
+    the test if any namespace with the prefix is left, after removing them so nothing leaks.
+    """
+    yield from _unique_netns_prefix()
+
+
+@pytest.fixture(scope="module")
+def module_netns_prefix() -> Iterator[str]:
+    """`netns_prefix` for a topology shared by the tests of one module (built once)."""
+    yield from _unique_netns_prefix()
