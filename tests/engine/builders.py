@@ -11,18 +11,24 @@ cluster(
 
 Policies are written as YAML (flow style fits on one line), the form users write them in. Pods
 get addresses 10.0.0.1, 10.0.0.2, ... in order unless a tweak gives their own (`ips`, `no_ip`).
-A chain reads like the issue's example: `[ANP pass-to-dev] Pass 'to-dev' (namespaces env=dev;
-any port) → [NetworkPolicy x/allow-web] Allow #0 (pods app=web in namespace x; 80/TCP)`.
+A `Case` is one rule's table row: the cluster, a flow (`x/web -> x/db 80/TCP`), the verdict and
+the chain expected in each direction. A chain reads like the issue's example:
+`[ANP pass-to-dev] Pass 'to-dev' (namespaces env=dev; any port) → [NetworkPolicy x/allow-web]
+Allow #0 (pods app=web in namespace x; 80/TCP)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import yaml
 
 from kanal.engine import DirectionDecision, Outcome, PolicyEngine, Step
+from kanal.engine.matrix import compute_matrix
+from kanal.model.objects import Protocol
 from kanal.model.parse import parse_documents
 
 Doc = dict[str, Any]
@@ -162,3 +168,50 @@ def step_text(step: Step) -> str:
 
 def chain(decision: DirectionDecision) -> str:
     return " → ".join(step_text(s) for s in decision.steps)
+
+
+NOT_ISOLATED = "NotIsolated"
+NOT_A_POD = "NotAPod"
+
+
+# -- one rule, one flow ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    docs: list[Doc]
+    flow: str
+    """`SOURCE -> DESTINATION PORT/PROTOCOL`, each end `ns/pod` or an address."""
+    allowed: bool
+    egress: str
+    ingress: str
+
+    @property
+    def expected(self) -> tuple[bool, str, str]:
+        return self.allowed, self.egress, self.ingress
+
+
+def case(rule: str, docs: list[Doc], flow: str, *, allowed: bool, egress: str, ingress: str) -> Any:
+    """One rule: its sentence (the test id), the cluster, the flow and the expected answer."""
+    return pytest.param(Case(docs, flow, allowed, egress, ingress), id=rule)
+
+
+def _flow(flow: str) -> tuple[str, str, int, Protocol]:
+    source, destination, probe = flow.replace(" -> ", " ").split()
+    port, protocol = probe.split("/")
+    return source, destination, int(port), Protocol(protocol)
+
+
+def answer(engine: PolicyEngine, flow: str) -> tuple[bool, str, str]:
+    """What `explain` says of the flow: the verdict and each direction's chain."""
+    verdict = engine.explain(*_flow(flow))
+    return verdict.allowed, chain(verdict.egress), chain(verdict.ingress)
+
+
+def matrix_cell(engine: PolicyEngine, flow: str) -> bool | None:
+    """The truth table's cell for the flow, None unless both ends are pods."""
+    source, destination, port, protocol = _flow(flow)
+    if "/" not in source or "/" not in destination:
+        return None
+    matrix = compute_matrix(engine, port=port, protocol=protocol)
+    return bool(matrix.allowed[matrix.pods.index(source), matrix.pods.index(destination)])

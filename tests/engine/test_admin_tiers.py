@@ -9,7 +9,6 @@ documentation, quoted in `scenarios/admin/tiers.yaml`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,21 @@ import pytest
 
 from kanal.cli.analysis import explain_lines
 from kanal.engine import PolicyEngine, Verdict
-from kanal.engine.matrix import compute_matrix
-from kanal.model.objects import Protocol
 from kanal.model.parse import parse_documents
 
 from .builders import (
+    NOT_A_POD,
+    NOT_ISOLATED,
+    Case,
     Doc,
     anp,
+    answer,
     banp,
+    case,
     chain,
     cluster,
     labels,
+    matrix_cell,
     namespace,
     netpol,
     node,
@@ -36,9 +39,6 @@ from .builders import (
     serves,
 )
 from .classic import check_scenario, load_scenarios
-
-NOT_ISOLATED = "NotIsolated"
-NOT_A_POD = "NotAPod"
 
 ADMIN_SCENARIOS = load_scenarios(Path(__file__).parent / "scenarios" / "admin")
 
@@ -116,21 +116,6 @@ def world(*docs: Doc) -> PolicyEngine:
         pod("y/other"),
         *docs,
     )
-
-
-@dataclass(frozen=True)
-class Case:
-    docs: list[Doc]
-    flow: str
-    allowed: bool
-    egress: str
-    ingress: str
-
-
-def case(
-    rule_: str, docs: list[Doc], flow: str, *, allowed: bool, egress: str, ingress: str
-) -> Any:
-    return pytest.param(Case(docs, flow, allowed, egress, ingress), id=rule_)
 
 
 def step(tier_policy: str, action: str, rule_name: str, peer: str, port: str = "any port") -> str:
@@ -612,19 +597,9 @@ PEERS = [
 
 @pytest.mark.parametrize("case", [*ORDER, *TIERS, *PORTS, *PEERS])
 def test_admin_rule(case: Case) -> None:
-    source, destination, probe = case.flow.replace(" -> ", " ").split()
-    port, protocol = probe.split("/")
     engine = world(*case.docs)
-    verdict = engine.explain(source, destination, int(port), Protocol(protocol))
-    assert (verdict.allowed, chain(verdict.egress), chain(verdict.ingress)) == (
-        case.allowed,
-        case.egress,
-        case.ingress,
-    )
-    if "/" in source and "/" in destination:  # the truth table agrees on pod pairs
-        matrix = compute_matrix(engine, port=int(port), protocol=Protocol(protocol))
-        cell = matrix.allowed[matrix.pods.index(source), matrix.pods.index(destination)]
-        assert bool(cell) == case.allowed
+    assert answer(engine, case.flow) == case.expected
+    assert matrix_cell(engine, case.flow) in (None, case.allowed)
 
 
 # -- same priority, and the chain as users see it --------------------------------------------------
