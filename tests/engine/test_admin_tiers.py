@@ -16,6 +16,7 @@ import pytest
 
 from kanal.cli.analysis import explain_lines
 from kanal.engine import PolicyEngine, Verdict
+from kanal.errors import ManifestError
 from kanal.model.parse import parse_documents
 
 from .builders import (
@@ -688,3 +689,25 @@ def test_the_json_chain_names_tier_policy_rule_and_action_of_each_step() -> None
             },
         ],
     }
+
+
+# -- validation with a semantic reason -------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="model bug: an egress rule with networks/nodes peers and a namedPort is accepted; "
+    "upstream's CEL rule rejects it",
+)
+@pytest.mark.parametrize(
+    "peer", ["{networks: [192.0.2.0/24]}", "{nodes: {}}"], ids=["networks", "nodes"]
+)
+def test_a_named_port_cannot_go_with_networks_or_nodes_peers(peer: str) -> None:
+    """network-policy-api apis/v1alpha1, AdminNetworkPolicyEgressRule (experimental channel):
+    "networks/nodes peer cannot be set with namedPorts since there are no namedPorts for
+    networks/nodes"; such a rule could only ever match pods inside the CIDR."""
+    bad = admin(
+        "named-outside", 5, egress=(rule("r", "Deny", f"to: [{peer}]", "[{namedPort: dns}]"),)
+    )
+    with pytest.raises(ManifestError, match="namedPort"):
+        world(bad)
