@@ -157,11 +157,12 @@ def cluster(*docs: Doc) -> PolicyEngine:
 
 
 def step_text(step: Step) -> str:
-    match step.outcome:
-        case Outcome.NOT_ISOLATED | Outcome.NOT_A_POD:
-            return step.outcome.value
-        case Outcome.DEFAULT_DENY:
-            return f"[NetworkPolicy] DefaultDeny (isolated by {', '.join(step.isolating)})"
+    """A rule's step names tier, policy, action, rule, peer and port; any other step is its
+    outcome (`NotIsolated`, `NotAPod`, ...), the default deny with its isolating policies."""
+    if step.outcome is Outcome.DEFAULT_DENY:
+        return f"[NetworkPolicy] DefaultDeny (isolated by {', '.join(step.isolating)})"
+    if step.policy is None:
+        return step.outcome.value
     tier = step.tier.short if step.tier is not None else "?"
     return f"[{tier} {step.policy}] {step.outcome} {step.rule_label()} ({step.peer}; {step.port})"
 
