@@ -694,11 +694,6 @@ def test_the_json_chain_names_tier_policy_rule_and_action_of_each_step() -> None
 # -- validation with a semantic reason -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model bug: an egress rule with networks/nodes peers and a namedPort is accepted; "
-    "upstream's CEL rule rejects it",
-)
 @pytest.mark.parametrize(
     "peer", ["{networks: [192.0.2.0/24]}", "{nodes: {}}"], ids=["networks", "nodes"]
 )

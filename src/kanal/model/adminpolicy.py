@@ -172,9 +172,24 @@ def _rule(
     action = _action(raw, at, actions=actions)
     peers = _peers(raw, at, key=peers_key, egress=direction is Direction.EGRESS)
     ports = _ports(raw, at)
+    if peers is not None and ports is not None:
+        _check_named_ports_reach_pods(peers, ports, at)
     if action is None or peers is None:
         return None
     return AdminRule(name, action, peers, ports)
+
+
+def _check_named_ports_reach_pods(
+    peers: tuple[AdminPeer, ...], ports: tuple[AdminPort, ...], at: At
+) -> None:
+    """Upstream's CEL rule: named ports exist only on pods, so they cannot go with `networks`
+    or `nodes` peers (the rule could then only ever match pods inside the CIDR)."""
+    outside = any(p.networks or p.node_selector is not None for p in peers)
+    if outside and any(isinstance(p.port, str) for p in ports):
+        at.field("ports").problem(
+            "a namedPort cannot be used with networks or nodes peers (they have no named "
+            "ports): use portNumber or portRange, or split the rule"
+        )
 
 
 def _action(raw: Raw, at: At, *, actions: frozenset[AdminAction]) -> AdminAction | None:
