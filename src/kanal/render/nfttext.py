@@ -21,7 +21,7 @@ from kanal.render.ir import Chain, NamedSet, Rule, Ruleset, VerdictMap
 
 INDENT = "\t"
 MAX_COMMENT = 120
-ELEMENTS_PER_LINE = 8
+ROW_WIDTH = 80
 
 T = TypeVar("T")
 
@@ -45,14 +45,19 @@ def _quote(text: str) -> str:
 
 
 def _elements_lines(elements: Iterable[str]) -> list[str]:
+    """One line when short, else rows packed up to `ROW_WIDTH` characters (diff-friendly)."""
     items = list(elements)
     if not items:
         return []
-    rows = [", ".join(items[i:i + ELEMENTS_PER_LINE])
-            for i in range(0, len(items), ELEMENTS_PER_LINE)]
-    if len(rows) == 1:
-        return [f"{INDENT * 2}elements = {{ {rows[0]} }}"]
-    body = [f"{INDENT * 3}{row}," for row in rows]
+    single = ", ".join(items)
+    if len(single) <= ROW_WIDTH:
+        return [f"{INDENT * 2}elements = {{ {single} }}"]
+    rows: list[list[str]] = [[]]
+    for item in items:
+        if rows[-1] and len(", ".join([*rows[-1], item])) > ROW_WIDTH:
+            rows.append([])
+        rows[-1].append(item)
+    body = [f"{INDENT * 3}{', '.join(row)}," for row in rows]
     body[-1] = body[-1].rstrip(",")
     return [f"{INDENT * 2}elements = {{", *body, f"{INDENT * 2}}}"]
 
