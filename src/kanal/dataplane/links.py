@@ -141,7 +141,8 @@ def add_pod_link(
     """Wire a pod to its node with a routed /32 veth (see the module docstring for the picture).
 
     The pod end is created directly inside the pod netns as `eth0`, so it never appears in the
-    node netns under a temporary name. Remove with `delete_link(node_netns, host_ifname)`.
+    node netns under a temporary name. If configuring fails the veth is deleted again, so a
+    failed call leaves nothing behind. Remove with `delete_link(node_netns, host_ifname)`.
     """
     _check_ifname(host_ifname)
     with _ipr(node_netns, f"creating veth `{host_ifname}` for pod netns `{pod_netns}`") as ipr:
@@ -153,8 +154,13 @@ def add_pod_link(
             mtu=mtu,
             peer={"ifname": POD_IFNAME, "net_ns_fd": netns_path(pod_netns), "mtu": mtu},
         )
-    _configure_pod_side(pod_netns, pod_ip)
-    _configure_host_side(node_netns, host_ifname, pod_ip)
+    try:
+        _configure_pod_side(pod_netns, pod_ip)
+        _configure_host_side(node_netns, host_ifname, pod_ip)
+    except DataplaneError:
+        with contextlib.suppress(DataplaneError):
+            delete_link(node_netns, host_ifname)
+        raise
 
 
 def _configure_pod_side(pod_netns: str, pod_ip: IPv4Address) -> None:

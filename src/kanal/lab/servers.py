@@ -110,6 +110,8 @@ class PodServers:
         self._sockets: list[socket.socket] = []
         self._stopping = False
         self.replies = 0
+        """Requests answered (counted before the answer is sent, so a client that got its
+        answer sees the count include it)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -188,18 +190,16 @@ class PodServers:
             except BlockingIOError:
                 return
             with conn:
-                try:
+                self.replies += 1
+                with contextlib.suppress(OSError):  # the client gave up already
                     conn.send(reply, socket.MSG_DONTWAIT)
-                    self.replies += 1
-                except OSError:
-                    pass  # the client gave up already; nothing to answer
 
     def _on_udp(self, sock: socket.socket, reply: bytes) -> None:
         while True:
             try:
                 _, peer = sock.recvfrom(2048)
-                sock.sendto(reply, peer)
                 self.replies += 1
+                sock.sendto(reply, peer)
             except BlockingIOError:
                 return
             except OSError:
@@ -210,11 +210,9 @@ class PodServers:
             answer = init_ack_for(datagram, pod, ports)
             if answer is not None:
                 reply, peer = answer
-                try:
+                self.replies += 1
+                with contextlib.suppress(OSError):  # e.g. no route back: nothing to do
                     sock.sendto(reply, (str(peer), 0))
-                    self.replies += 1
-                except OSError:
-                    pass
 
 
 def init_ack_for(
