@@ -25,8 +25,10 @@ neighbour entries per peer, peer pod CIDR routed via the peer VTEP IP onlink) an
 (peer pod CIDR routed via the peer's underlay IP). VXLAN costs 50 bytes of MTU (`VXLAN_OVERHEAD`):
 give pods `underlay_mtu - VXLAN_OVERHEAD`, or raise the underlay MTU.
 
-Every function opens its own `IPRoute(netns=..., flags=0)` (about 6 ms; `flags=0` so that a
-missing netns is an error instead of being silently created).
+Every function opens its own short-lived netlink socket inside the netns (see `_ipr`); none
+of them creates a missing netns. They are not transactional: a failure part-way leaves what
+was done (except `add_pod_link`, which removes its veth again); tearing down the namespaces is
+the cleanup that always works.
 """
 
 from __future__ import annotations
@@ -61,12 +63,19 @@ def _check_ifname(name: str) -> None:
 
 @contextlib.contextmanager
 def _ipr(netns: str, what: str) -> Iterator[Any]:
-    """An IPRoute in `netns`; kernel and lookup failures become DataplaneError naming `what`."""
-    try:
-        with IPRoute(netns=netns, flags=0) as ipr:
-            yield ipr
-    except (NetlinkError, OSError) as exc:
-        raise DataplaneError(f"{what} in netns `{netns}` failed: {exc}") from exc
+    """An IPRoute in `netns`; kernel and lookup failures become DataplaneError naming `what`.
+
+    The socket is opened (and used) with this thread inside the netns, not with
+    `IPRoute(netns=...)`, which forks a child to open it: 1.8 ms instead of 12.7 ms per call
+    here, and no fork in a process that may be running other threads. Like `flags=0`, a
+    missing netns is an error (from `entered`), never silently created.
+    """
+    with entered(netns):
+        try:
+            with IPRoute() as ipr:
+                yield ipr
+        except (NetlinkError, OSError) as exc:
+            raise DataplaneError(f"{what} in netns `{netns}` failed: {exc}") from exc
 
 
 def _index(ipr: Any, ifname: str) -> int:

@@ -16,14 +16,17 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterator
-
-from pyroute2 import netns as _pyroute2_netns
+import threading
+from collections.abc import Callable, Iterator
 
 from kanal.errors import DataplaneError
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 2
 # /proc/thread-self, not /proc/self: /proc/self/ns/net is the namespace of the process's main
 # thread, which is wrong for a worker thread (or a nested `entered`) that must come back to its own.
 _THREAD_NETNS = "/proc/thread-self/ns/net"
@@ -34,12 +37,19 @@ _libc: ctypes.CDLL | None = None
 def _libc_handle() -> ctypes.CDLL:
     global _libc  # noqa: PLW0603 - loaded once, on first use
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.mount.argtypes = [
+            ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p
+        ]
+        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.unshare.argtypes = [ctypes.c_int]
+        _libc = libc
     return _libc
 
 
 def _check_name(name: str) -> None:
-    """Reject names that are not a single path component: pyroute2 treats `a/b` as a path."""
+    """Reject names that are not one path component (they would escape /run/netns)."""
     if not name or "/" in name or "\0" in name or name in (".", ".."):
         raise ValueError(f"invalid netns name {name!r}")
 
@@ -53,27 +63,85 @@ def netns_path(name: str) -> str:
 def create_netns(name: str) -> None:
     """Create the named namespace; DataplaneError if it exists already or cannot be created.
 
-    pyroute2 forks a short-lived child to unshare and bind-mount, so the caller's threads never
-    change namespace.
+    Done as `ip netns add` does it (shared /run/netns, an empty file, unshare, bind mount) but
+    in a throwaway *thread*: unshare changes only that thread, so the caller never changes
+    namespace and nothing forks (pyroute2's `netns.create` forks a child: 13 ms per namespace
+    here against 1.7 ms, and forking a process that runs prober threads is best avoided).
     """
-    _check_name(name)
-    if name in list_netns(name):
-        raise DataplaneError(f"netns `{name}` already exists: delete it first")
+    path = netns_path(name)
     try:
-        _pyroute2_netns.create(name)
+        _prepare_run_dir()
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    except FileExistsError as exc:
+        raise DataplaneError(f"netns `{name}` already exists: delete it first") from exc
     except OSError as exc:
+        raise DataplaneError(f"cannot create netns `{name}`: {exc}") from exc
+    try:
+        _in_throwaway_thread(lambda: _unshare_and_bind(path))
+    except OSError as exc:
+        os.unlink(path)
         raise DataplaneError(f"cannot create netns `{name}`: {exc}") from exc
 
 
 def delete_netns(name: str, *, missing_ok: bool = False) -> None:
-    """Remove the name (unmount + unlink). The kernel frees the namespace once nothing holds it."""
+    """Remove the name (lazy unmount + unlink), as `ip netns delete` does. The kernel frees the
+    namespace once nothing (process, socket, open fd) holds it any more."""
     path = netns_path(name)
     if missing_ok and not os.path.exists(path):
         return
     try:
-        _pyroute2_netns.remove(name)
+        _check(_libc_handle().umount2(path.encode(), _MNT_DETACH), "umount")
+        os.unlink(path)
     except OSError as exc:
         raise DataplaneError(f"cannot delete netns `{name}`: {exc}") from exc
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+_run_dir_ready = False
+_run_dir_lock = threading.Lock()
+
+
+def _prepare_run_dir() -> None:
+    """Make /run/netns a shared mount (bind-mounting it on itself first if it is not a mount
+    point), as iproute2 does, so namespace mounts propagate to other mount namespaces."""
+    global _run_dir_ready  # noqa: PLW0603 - once per process
+    with _run_dir_lock:
+        if _run_dir_ready:
+            return
+        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+        libc, run_dir = _libc_handle(), NETNS_RUN_DIR.encode()
+        if libc.mount(b"none", run_dir, b"none", _MS_SHARED | _MS_REC, None) != 0:
+            _check(libc.mount(run_dir, run_dir, b"none", _MS_BIND | _MS_REC, None), "bind rundir")
+            _check(libc.mount(b"none", run_dir, b"none", _MS_SHARED | _MS_REC, None), "share")
+        _run_dir_ready = True
+
+
+def _unshare_and_bind(path: str) -> None:
+    libc = _libc_handle()
+    _check(libc.unshare(CLONE_NEWNET), "unshare")
+    _check(libc.mount(_THREAD_NETNS.encode(), path.encode(), b"none", _MS_BIND, None), "mount")
+
+
+def _in_throwaway_thread(work: Callable[[], None]) -> None:
+    """Run `work` in a new thread that then exits, re-raising its exception here."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller, not swallowed
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="kanal-netns-create")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def list_netns(prefix: str = "") -> list[str]:
@@ -112,9 +180,7 @@ def _open_netns(name: str) -> int:
 
 
 def _setns(fd: int) -> None:
-    if _libc_handle().setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    _check(_libc_handle().setns(fd, CLONE_NEWNET), "setns")
 
 
 @contextlib.contextmanager
