@@ -72,10 +72,10 @@ def test_a_rule_that_cannot_be_rendered_becomes_a_logged_drop_in_its_place(
 ) -> None:
     real = ruleset_module.rule_matches
 
-    def failing(rule: CompiledRule, direction: Direction, *args: object) -> object:
+    def failing(rule: CompiledRule, direction: Direction, **kwargs: object) -> object:
         if rule.ports and rule.ports[0].port == 8080:
             raise UnrenderableError("test")
-        return real(rule, direction, *args)  # type: ignore[arg-type]
+        return real(rule, direction, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ruleset_module, "rule_matches", failing)
     ruleset = _render(log_group=2)

@@ -45,21 +45,22 @@ class UnrenderableError(Exception):
 def rule_matches(
     rule: CompiledRule,
     direction: Direction,
+    *,
     families: Sequence[int],
     catalog: SetCatalog,
 ) -> list[MatchList]:
     """The match lists of `rule`, each one nft rule with the rule's verdict."""
     out: dict[MatchList, None] = {}
     for family in families:
-        peers = _peer_alternatives(rule.peers, direction, family, catalog)
-        ports = _port_alternatives(rule.ports, family, catalog)
+        peers = _peer_alternatives(rule.peers, direction, family=family, catalog=catalog)
+        ports = _port_alternatives(rule.ports, family=family, catalog=catalog)
         for peer, port in itertools.product(peers, ports):
             out.setdefault(peer + port)
     return list(out)
 
 
 def _peer_alternatives(
-    peers: tuple[CompiledPeer, ...] | None, direction: Direction, family: int,
+    peers: tuple[CompiledPeer, ...] | None, direction: Direction, *, family: int,
     catalog: SetCatalog,
 ) -> list[MatchList]:
     if peers is None:
@@ -88,7 +89,7 @@ def _peer_sets(peer: CompiledPeer, family: int, catalog: SetCatalog) -> list[str
 
 
 def _port_alternatives(
-    ports: tuple[CompiledPort, ...] | None, family: int, catalog: SetCatalog
+    ports: tuple[CompiledPort, ...] | None, *, family: int, catalog: SetCatalog
 ) -> list[MatchList]:
     if ports is None:
         return [()]
@@ -101,7 +102,7 @@ def _port_alternatives(
         found.append((f"meta l4proto . th dport @{catalog.port_list(spans)}",))
     for port in ports:
         if port.name is not None:
-            found.append(_named_port_match(port, port.name, family, catalog))
+            found.append(_named_port_match(port, port.name, family=family, catalog=catalog))
     return list(dict.fromkeys(found))
 
 
@@ -142,7 +143,7 @@ def _inline_port(protocol: Protocol, lo: int, hi: int) -> str:
 
 
 def _named_port_match(
-    port: CompiledPort, name: str, family: int, catalog: SetCatalog
+    port: CompiledPort, name: str, *, family: int, catalog: SetCatalog
 ) -> MatchList:
     lookup = (
         f"{FAMILY_KEYWORD[family]} daddr . meta l4proto . th dport "

@@ -127,13 +127,16 @@ def delta_text(old: Ruleset, new: Ruleset) -> str:
     adds: list[str] = []
     for before, after in zip(old.sets, new.sets, strict=True):
         gone, came = _diff(before.elements, after.elements)
-        deletes.extend(_element_command("delete", where, after.name, gone))
-        adds.extend(_element_command("add", where, after.name, came))
+        deletes.extend(_element_command("delete", after.name, where=where, elements=gone))
+        adds.extend(_element_command("add", after.name, where=where, elements=came))
     for vbefore, vafter in zip(old.maps, new.maps, strict=True):
         removed, added = _diff(vbefore.elements, vafter.elements)
-        deletes.extend(_element_command("delete", where, vafter.name, (k for k, _ in removed)))
-        adds.extend(_element_command("add", where, vafter.name,
-                                     (f"{k} : {v}" for k, v in added)))
+        deletes.extend(_element_command(
+            "delete", vafter.name, where=where, elements=(k for k, _ in removed)
+        ))
+        adds.extend(_element_command(
+            "add", vafter.name, where=where, elements=(f"{k} : {v}" for k, v in added)
+        ))
     lines = deletes + adds
     return "\n".join(lines) + "\n" if lines else ""
 
@@ -144,7 +147,9 @@ def _diff(before: tuple[T, ...], after: tuple[T, ...]) -> tuple[list[T], list[T]
     return [e for e in before if e not in new], [e for e in after if e not in old]
 
 
-def _element_command(verb: str, where: str, name: str, elements: Iterable[str]) -> list[str]:
+def _element_command(
+    verb: str, name: str, *, where: str, elements: Iterable[str]
+) -> list[str]:
     items = list(elements)
     if not items:
         return []

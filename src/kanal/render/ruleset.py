@@ -131,7 +131,7 @@ class _NodeRenderer:
             key=lambda p: p.key,
         )
         maps = tuple(
-            self._verdict_map(direction, family, local)
+            self._verdict_map(direction, family, local=local)
             for direction in (Direction.EGRESS, Direction.INGRESS)
             for family in self.families
         )
@@ -148,7 +148,9 @@ class _NodeRenderer:
 
     # -- dispatch: pod address -> its group's chain ----------------------------------------------
 
-    def _verdict_map(self, direction: Direction, family: int, local: list[Pod]) -> VerdictMap:
+    def _verdict_map(
+        self, direction: Direction, family: int, *, local: list[Pod]
+    ) -> VerdictMap:
         claims: dict[IPAddress, list[tuple[str, str]]] = {}
         for pod in local:
             verdict = self._dispatch_verdict(pod, direction)
@@ -158,13 +160,13 @@ class _NodeRenderer:
         elements = [
             (str(ip), verdict)
             for ip in sorted(claims)
-            if (verdict := self._claimed_verdict(ip, claims[ip], direction))
+            if (verdict := self._claimed_verdict(ip, claims[ip], direction=direction))
         ]
         return VerdictMap(map_name(direction, family), f"{ADDRESS_TYPE[family]} : verdict",
                           tuple(elements))
 
     def _claimed_verdict(
-        self, ip: IPAddress, claims: list[tuple[str, str]], direction: Direction
+        self, ip: IPAddress, claims: list[tuple[str, str]], *, direction: Direction
     ) -> str:
         """The map verdict for `ip` ("" = no entry); two pods with one address fail closed."""
         verdicts = {v for _, v in claims}
@@ -211,33 +213,37 @@ class _NodeRenderer:
         if key not in self.policy_chains:
             name = names.policy_chain(TIER_PREFIX[policy.tier], policy.key, direction)
             rules = tuple(r for rule in policy.rules(direction)
-                          for r in self._policy_rules(policy, rule, direction))
+                          for r in self._policy_rules(policy, rule, direction=direction))
             comment = f"{policy.tier.short} {policy.key} {direction.value.lower()}"
             self.policy_chains[key] = Chain(name, rules, comment=comment) if rules else None
         chain = self.policy_chains[key]
         return chain.name if chain is not None else None
 
     def _policy_rules(
-        self, policy: CompiledPolicy, rule: CompiledRule, direction: Direction
+        self, policy: CompiledPolicy, rule: CompiledRule, *, direction: Direction
     ) -> list[Rule]:
         comment = _rule_comment(rule)
         try:
-            statements, verdict = self._action(policy.tier, rule.action, direction)
-            matches = rule_matches(rule, direction, self.families, self.catalog)
+            statements, verdict = self._action(policy.tier, rule.action, direction=direction)
+            matches = rule_matches(rule, direction, families=self.families, catalog=self.catalog)
         except UnrenderableError as exc:
             self.problems.append(
                 f"{policy.tier.short} `{policy.key}` {direction.value.lower()} rule "
                 f"{rule.label()} cannot be rendered ({exc}): it drops instead"
             )
-            closed = self._log_rule(policy, rule, direction, Outcome.DENY, fail_closed=True)
+            closed = self._log_rule(
+                policy, rule, direction=direction, outcome=Outcome.DENY, fail_closed=True
+            )
             return [Rule(verdict="drop", log=closed, comment=comment)]
         log = None
         if rule.action is not Action.PASS:
-            log = self._log_rule(policy, rule, direction, Outcome(rule.action.value))
+            log = self._log_rule(
+                policy, rule, direction=direction, outcome=Outcome(rule.action.value)
+            )
         return [Rule(m, statements, verdict, log, comment) for m in matches]
 
     def _action(
-        self, tier: Tier, action: Action, direction: Direction
+        self, tier: Tier, action: Action, *, direction: Direction
     ) -> tuple[tuple[str, ...], str]:
         """Statements and verdict that carry `action` back to the dispatch chain."""
         if action is Action.DENY:
@@ -253,8 +259,8 @@ class _NodeRenderer:
     # -- log ids -----------------------------------------------------------------------------------
 
     def _log_rule(
-        self, policy: CompiledPolicy, rule: CompiledRule, direction: Direction,
-        outcome: Outcome, *, fail_closed: bool = False,
+        self, policy: CompiledPolicy, rule: CompiledRule, *, direction: Direction,
+        outcome: Outcome, fail_closed: bool = False,
     ) -> LogId:
         identity = f"{direction}|{policy.tier}|{policy.key}|{rule.index}|{outcome}|{fail_closed}"
         return self._log(LogEntry(

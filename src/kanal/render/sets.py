@@ -97,37 +97,50 @@ def _range_exact(ranges: RangeSet) -> str:
     return f"v{ranges.version} " + " ".join(f"{a}-{b}" for a, b in ranges.intervals())
 
 
+def _name_of(spec: SetSpec) -> SetName:
+    match spec:
+        case SelectorSpec(selector, family):
+            return names.selector_set(selector.describe(), family)
+        case NodeSpec(node_selector, family):
+            return names.node_set(node_selector.describe(), family)
+        case RangeSpec(ranges):
+            return names.range_set(_range_readable(ranges), _range_exact(ranges), ranges.version)
+        case NamedPortSpec(port_name, family):
+            return names.named_port_set(port_name, family)
+        case PortListSpec(spans):
+            return names.port_list_set(" ".join(span_text(s) for s in spans))
+
+
 class SetCatalog:
     """The sets demanded so far, by name. Same content, same name; a name reused for different
     content is a hash collision and a broken invariant (it raises)."""
 
     def __init__(self) -> None:
         self._specs: dict[SetName, SetSpec] = {}
+        self._names: dict[SetSpec, SetName] = {}
 
     def selector(self, selector: EndpointSelector, family: int) -> SetName:
-        return self._put(
-            names.selector_set(selector.describe(), family), SelectorSpec(selector, family)
-        )
+        return self._put(SelectorSpec(selector, family))
 
     def nodes(self, node_selector: LabelSelector, family: int) -> SetName:
-        name = names.node_set(node_selector.describe(), family)
-        return self._put(name, NodeSpec(node_selector, family))
+        return self._put(NodeSpec(node_selector, family))
 
     def ranges(self, ranges: RangeSet) -> SetName:
-        name = names.range_set(_range_readable(ranges), _range_exact(ranges), ranges.version)
-        return self._put(name, RangeSpec(ranges))
+        return self._put(RangeSpec(ranges))
 
     def named_port(self, port_name: str, family: int) -> SetName:
-        return self._put(names.named_port_set(port_name, family), NamedPortSpec(port_name, family))
+        return self._put(NamedPortSpec(port_name, family))
 
     def port_list(self, spans: tuple[PortSpan, ...]) -> SetName:
-        name = names.port_list_set(" ".join(span_text(s) for s in spans))
-        return self._put(name, PortListSpec(spans))
+        return self._put(PortListSpec(spans))
 
-    def _put(self, name: SetName, spec: SetSpec) -> SetName:
-        existing = self._specs.setdefault(name, spec)
-        if existing != spec:
-            raise RuntimeError(f"set name `{name}` collides for {existing} and {spec}")
+    def _put(self, spec: SetSpec) -> SetName:
+        name = self._names.get(spec)
+        if name is None:
+            name = self._names[spec] = _name_of(spec)
+            existing = self._specs.setdefault(name, spec)
+            if existing != spec:
+                raise RuntimeError(f"set name `{name}` collides for {existing} and {spec}")
         return name
 
     def materialize(self, engine: PolicyEngine) -> tuple[NamedSet, ...]:
