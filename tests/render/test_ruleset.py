@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -96,6 +97,13 @@ def test_every_logged_rule_has_an_entry_and_every_id_fits_an_nflog_prefix() -> N
     assert table_text(ruleset).count("log prefix") == sum(
         1 for c in ruleset.chains for r in c.rules if r.log is not None
     )
+
+
+def test_the_json_summary_carries_sizes_log_table_and_problems() -> None:
+    document = json.loads(json.dumps(_render(log_group=2).to_json()))
+    assert document["node"] == "n1" and document["log_group"] == 2
+    assert document["stats"]["rules"] > 0 and document["problems"] == []
+    assert {e["outcome"] for e in document["log"]} == {"Allow", "DefaultDeny"}
 
 
 def test_logging_is_off_by_default() -> None:

@@ -126,6 +126,18 @@ class Ruleset:
     def log_table(self) -> dict[LogId, LogEntry]:
         return {entry.id: entry for entry in self.log}
 
+    def to_json(self) -> dict[str, Any]:
+        """What the rest of Kanal reads besides the nft text: sizes (`kanal lab status`), the
+        NFLOG id table (the flow collector) and the problems (never silently dropped)."""
+        return {
+            "node": self.node,
+            "families": list(self.families),
+            "stats": self.stats(),
+            "log_group": self.log_group,
+            "log": [entry.to_json() for entry in self.log],
+            "problems": list(self.problems),
+        }
+
     def stats(self) -> dict[str, int]:
         """Sizes for `kanal lab status` and the benchmark: what grows with what."""
         return {
