@@ -483,9 +483,9 @@ CLASSIC_TEXT = """\
 | x/a    | .   | .   | .   | .   | X   | X   | .   | .   | .   |
 | x/b    | .   | .   | .   | .   | X   | X   | .   | .   | .   |
 | x/c    | .   | .   | .   | .   | X   | X   | .   | .   | .   |
-| y/a    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
-| y/b    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
-| y/c    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
+| y/a    | .   | .   | .   | .   | X   | X   | .   | .   | .   |
+| y/b    | .   | .   | .   | X   | .   | X   | .   | .   | .   |
+| y/c    | .   | .   | .   | X   | X   | .   | .   | .   | .   |
 | z/a    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
 | z/b    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
 | z/c    | .   | .   | .   | X   | X   | X   | .   | .   | .   |
@@ -497,6 +497,11 @@ FROM_X = [True, True, True, True, False, False, True, True, True]
 FROM_ELSEWHERE = [True, True, True, False, False, False, True, True, True]
 
 
+def _self_allowed(rows: list[list[bool]]) -> list[list[bool]]:
+    """A pod cannot block access to itself: the diagonal is always allowed."""
+    return [[cell or i == j for j, cell in enumerate(row)] for i, row in enumerate(rows)]
+
+
 def test_matrix_text_probes_every_declared_port_by_default(kanal: Any, classic: str) -> None:
     assert kanal(f"matrix -f {classic}") == Run(0, CLASSIC_TEXT, "")
 
@@ -506,9 +511,11 @@ def test_matrix_text_prints_one_table_per_probe_and_allow_x_to_a_is_tcp_only(
 ) -> None:
     result = kanal(f"matrix -f {classic} --port 80 --port 80 --protocol UDP")
     x_row = "| .   | .   | .   | .   | X   | X   | .   | .   | .   |"
-    udp = CLASSIC_TEXT.replace("80/TCP", "80/UDP").replace(
-        x_row, x_row.replace(".   | X", "X   | X")
-    )
+    udp = CLASSIC_TEXT.replace("80/TCP", "80/UDP")
+    for pod in ("x/a", "x/b", "x/c"):
+        udp = udp.replace(
+            f"| {pod}    {x_row}", f"| {pod}    {x_row.replace('.   | X', 'X   | X')}"
+        )
     assert "| x/a    | .   | .   | .   | X   | X   | X   | .   | .   | .   |" in udp
     assert result == Run(0, CLASSIC_TEXT + "\n" + udp, "")
 
@@ -522,13 +529,15 @@ def test_matrix_json_is_exactly_the_documented_shape(kanal: Any, classic: str) -
                 "port": 80,
                 "protocol": "TCP",
                 "pods": PODS,
-                "allowed": [FROM_X] * 3 + [FROM_ELSEWHERE] * 6,
+                "allowed": _self_allowed([FROM_X] * 3 + [FROM_ELSEWHERE] * 6),
             },
             {
                 "port": 81,
                 "protocol": "SCTP",
                 "pods": PODS,
-                "allowed": [[True, True, True, False, False, False, True, True, True]] * 9,
+                "allowed": _self_allowed(
+                    [[True, True, True, False, False, False, True, True, True]] * 9
+                ),
             },
         ]
     }
@@ -541,7 +550,7 @@ def test_matrix_csv_has_one_header_and_a_row_per_probe_and_source(kanal: Any, cl
     assert result.code == 0
     assert rows[0] == "port,protocol,from,x/a,x/b,x/c,y/a,y/b,y/c,z/a,z/b,z/c"
     assert rows[1] == "80,TCP,x/a,true,true,true,true,false,false,true,true,true"
-    assert rows[4] == "80,TCP,y/a,true,true,true,false,false,false,true,true,true"
+    assert rows[4] == "80,TCP,y/a,true,true,true,true,false,false,true,true,true"
     assert rows[10] == "80,UDP,x/a,true,true,true,false,false,false,true,true,true"
     assert len(rows) == 1 + 2 * 9
 
@@ -558,9 +567,9 @@ def test_matrix_md_has_a_heading_and_a_table_per_probe(kanal: Any, classic: str)
 | x/a         | .   | .   | .   | .   | X   | X   | .   | .   | .   |
 | x/b         | .   | .   | .   | .   | X   | X   | .   | .   | .   |
 | x/c         | .   | .   | .   | .   | X   | X   | .   | .   | .   |
-| y/a         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
-| y/b         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
-| y/c         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
+| y/a         | .   | .   | .   | .   | X   | X   | .   | .   | .   |
+| y/b         | .   | .   | .   | X   | .   | X   | .   | .   | .   |
+| y/c         | .   | .   | .   | X   | X   | .   | .   | .   | .   |
 | z/a         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
 | z/b         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
 | z/c         | .   | .   | .   | X   | X   | X   | .   | .   | .   |
@@ -585,10 +594,10 @@ EXAMPLE_8080 = """\
 +----------------+---------------+---------------+-------------+---------------+----------------+----------------+
 | 8080/TCP       | backend/api-1 | backend/api-2 | db/backup-0 | db/postgres-0 | frontend/web-1 | frontend/web-2 |
 +----------------+---------------+---------------+-------------+---------------+----------------+----------------+
-| backend/api-1  | X             | X             | X           | X             | .              | .              |
-| backend/api-2  | X             | X             | X           | X             | .              | .              |
-| db/backup-0    | X             | X             | X           | X             | X              | X              |
-| db/postgres-0  | X             | X             | X           | X             | X              | X              |
+| backend/api-1  | .             | X             | X           | X             | .              | .              |
+| backend/api-2  | X             | .             | X           | X             | .              | .              |
+| db/backup-0    | X             | X             | .           | X             | X              | X              |
+| db/postgres-0  | X             | X             | X           | .             | X              | X              |
 | frontend/web-1 | .             | .             | X           | X             | .              | .              |
 | frontend/web-2 | .             | .             | X           | X             | .              | .              |
 +----------------+---------------+---------------+-------------+---------------+----------------+----------------+

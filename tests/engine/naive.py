@@ -158,6 +158,10 @@ class Naive:
         pod = subject.pod
         if pod is None:
             return True
+        if peer.pod is not None and peer.pod.key == pod.key:
+            return True  # a pod cannot block access to itself
+        if peer.node is not None and peer.node.name == pod.node_name:
+            return True  # nor traffic to and from the node it runs on
         for anp in sorted(self.m.admin_policies, key=lambda a: (a.priority or 0, a.name)):
             if not self.admin_selects(anp, pod):
                 continue

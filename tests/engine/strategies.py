@@ -113,6 +113,7 @@ def pods(draw: st.DrawFn) -> list[Pod]:
                 name=f"p{i}",
                 labels=draw(labels(POD_LABELS)),
                 ports=tuple(draw(st.lists(st.sampled_from(PORTS), max_size=3, unique=True))),
+                node_name=draw(st.sampled_from([None, "n1", "n2"])),
                 ips=ips,
             )
         )

@@ -653,29 +653,16 @@ def isolated_db_on_a_node() -> PolicyEngine:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: policies judge a pod's traffic to itself; "
-    "upstream: a pod cannot block access to itself",
-)
 def test_a_pod_cannot_block_access_to_itself() -> None:
     engine = isolated_db_on_a_node()
     assert engine.explain("x/db", "x/db", 80).allowed
     assert compute_matrix(engine, port=80, protocol=Protocol.TCP).allowed[0, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: policies judge traffic from a pod's own node; upstream: always allowed",
-)
 def test_traffic_from_the_node_where_the_pod_runs_is_always_allowed() -> None:
     assert isolated_db_on_a_node().explain(NODE_IP, "x/db", 80).allowed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: policies judge traffic to a pod's own node; upstream: always allowed",
-)
 def test_traffic_to_the_node_where_the_pod_runs_is_always_allowed() -> None:
     assert isolated_db_on_a_node().explain("x/db", NODE_IP, 10250).allowed
 

@@ -13,7 +13,9 @@ Baseline tier             BANP rules in order, first match decides (Allow/Deny)
 ```
 
 Egress is judged at the source, ingress at the destination; the caller combines them. A side that
-is not a pod is `NotAPod` (nothing of ours applies there).
+is not a pod is `NotAPod` (nothing of ours applies there). Before any tier, traffic upstream
+says no policy can block is allowed: a pod to itself (`Self`), and traffic between a pod and
+the node it runs on (`OwnNode`).
 """
 
 from __future__ import annotations
@@ -126,12 +128,29 @@ def decide(source: ChainSource, direction: Direction, conn: Connection) -> Direc
         if direction is Direction.EGRESS
         else (conn.destination, conn.source)
     )
-    if subject.group is None:
+    if subject.pod is None:
         return DirectionDecision(direction, subject.describe(), (Step(None, Outcome.NOT_A_POD),))
+    exempt = _exemption(subject, peer)
+    if exempt is not None:
+        return DirectionDecision(direction, subject.describe(), (Step(None, exempt),))
+    assert subject.group is not None, "a pod endpoint always has a group"
     chain = source.chain(subject.group, direction)
     return DirectionDecision(
         direction, subject.describe(), _steps(source, chain, direction, peer, conn)
     )
+
+
+def _exemption(subject: Endpoint, peer: Endpoint) -> Outcome | None:
+    """Traffic no policy can block, as the NetworkPolicy documentation says: "a pod cannot block
+    access to itself", and "traffic to and from the node where a Pod is running is always
+    allowed, regardless of the IP address of the Pod or the node"."""
+    pod = subject.pod
+    assert pod is not None
+    if peer.pod is not None and peer.pod.key == pod.key:
+        return Outcome.SELF
+    if peer.node is not None and pod.node_name is not None and peer.node.name == pod.node_name:
+        return Outcome.OWN_NODE
+    return None
 
 
 def _steps(

@@ -25,10 +25,19 @@ class Outcome(enum.StrEnum):
     """No NetworkPolicy isolates the pod in this direction and no admin rule decided."""
     NOT_A_POD = "NotAPod"
     """The endpoint on this side is outside the cluster: no policy applies to it here."""
+    SELF = "Self"
+    """A pod talking to itself: upstream's pods cannot block access to themselves."""
+    OWN_NODE = "OwnNode"
+    """To or from the node the pod runs on: upstream always allows it."""
 
     @property
     def allows(self) -> bool:
-        return self in (Outcome.ALLOW, Outcome.NOT_ISOLATED, Outcome.NOT_A_POD)
+        return self in _ALLOWING
+
+
+_ALLOWING = frozenset(
+    {Outcome.ALLOW, Outcome.NOT_ISOLATED, Outcome.NOT_A_POD, Outcome.SELF, Outcome.OWN_NODE}
+)
 
 
 @dataclass(frozen=True, slots=True)
