@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import yaml
 
@@ -36,11 +36,27 @@ try:
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
-__all__ = ["MANIFEST_SUFFIXES", "STDIN", "STDIN_SOURCE", "load_manifests", "parse_documents"]
+__all__ = [
+    "MANIFEST_SUFFIXES",
+    "STDIN",
+    "STDIN_SOURCE",
+    "load_manifests",
+    "parse_documents",
+    "read_documents",
+]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 STDIN_SOURCE = "<stdin>"
+
+
+class DocumentSink(Protocol):
+    """Where the readers put what they find: `ManifestAssembler` validates as it goes,
+    `_Recorder` keeps the raw documents for `read_documents`."""
+
+    def add_document(self, source: str, raw: object) -> None: ...
+
+    def add_problem(self, problem: Problem) -> None: ...
 
 
 def load_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Manifests:
@@ -49,21 +65,70 @@ def load_manifests(paths: Sequence[str], *, stdin: TextIO | None = None) -> Mani
     Raises `ManifestError` listing every problem of every file (unreadable files and syntax
     errors included) if there is any: nothing is returned partially."""
     assembler = ManifestAssembler()
+    _read(paths, assembler, stdin=stdin)
+    return assembler.finish()
+
+
+def read_documents(
+    paths: Sequence[str], *, stdin: TextIO | None = None
+) -> list[tuple[str, object]]:
+    """The raw documents under `paths` as (source, raw), in reading order, not validated: for
+    callers that keep documents (the datastore) and validate them with others.
+
+    `kind: List` documents are returned whole (`parse_documents` expands them). A file that
+    cannot be read or has a syntax error raises the `ManifestError` that `load_manifests`
+    would raise for the same paths, every problem of every readable document included."""
+    recorder = _Recorder()
+    _read(paths, recorder, stdin=stdin)
+    if recorder.failed:
+        assembler = ManifestAssembler()
+        recorder.replay(assembler)
+        assembler.finish()
+        raise AssertionError("finish() raises when a read problem was added")
+    return recorder.documents()
+
+
+class _Recorder:
+    """Remembers documents and read problems in order, so a failure can be replayed into an
+    assembler and reported exactly as `load_manifests` reports it."""
+
+    def __init__(self) -> None:
+        self._found: list[tuple[str, object] | Problem] = []
+        self.failed = False
+
+    def add_document(self, source: str, raw: object) -> None:
+        self._found.append((source, raw))
+
+    def add_problem(self, problem: Problem) -> None:
+        self._found.append(problem)
+        self.failed = True
+
+    def documents(self) -> list[tuple[str, object]]:
+        return [found for found in self._found if not isinstance(found, Problem)]
+
+    def replay(self, sink: DocumentSink) -> None:
+        for found in self._found:
+            if isinstance(found, Problem):
+                sink.add_problem(found)
+            else:
+                sink.add_document(*found)
+
+
+def _read(paths: Sequence[str], sink: DocumentSink, *, stdin: TextIO | None) -> None:
     for path in paths:
         if path == STDIN:
-            _add_text((stdin or sys.stdin).read(), STDIN_SOURCE, assembler, is_json=False)
+            _add_text((stdin or sys.stdin).read(), STDIN_SOURCE, sink, is_json=False)
         elif Path(path).is_dir():
-            _add_directory(Path(path), assembler)
+            _add_directory(Path(path), sink)
         else:
-            _add_file(Path(path), assembler)
-    return assembler.finish()
+            _add_file(Path(path), sink)
 
 
 def _file_problem(source: str, message: str) -> Problem:
     return Problem(source, kind="", name="", path="", message=message)
 
 
-def _add_directory(root: Path, assembler: ManifestAssembler) -> None:
+def _add_directory(root: Path, assembler: DocumentSink) -> None:
     try:
         files = sorted(p for p in root.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
     except OSError as exc:
@@ -76,7 +141,7 @@ def _add_directory(root: Path, assembler: ManifestAssembler) -> None:
         _add_file(file, assembler)
 
 
-def _add_file(file: Path, assembler: ManifestAssembler) -> None:
+def _add_file(file: Path, assembler: DocumentSink) -> None:
     source = str(file)
     try:
         data = file.read_bytes()
@@ -94,7 +159,7 @@ def _add_file(file: Path, assembler: ManifestAssembler) -> None:
     _add_text(text, source, assembler, is_json=file.suffix == ".json")
 
 
-def _add_text(text: str, source: str, assembler: ManifestAssembler, *, is_json: bool) -> None:
+def _add_text(text: str, source: str, assembler: DocumentSink, *, is_json: bool) -> None:
     docs, problem = _json_documents(text, source) if is_json else _yaml_documents(text, source)
     several = sum(doc is not None for doc in docs) + (problem is not None) > 1
     for number, doc in enumerate(docs, start=1):
