@@ -1,0 +1,475 @@
+"""Lab: the composition root of `kanal lab`, one method per command.
+
+```
+-f paths ──► read_documents ──► documents ∪ state ──► parse_union (validate) ──► plan_lab
+                                  (state.py)                                    (plan.py: nodes,
+                                                                                  pods, IPAM)
+             ┌─────────────────────────────────────────────────────────────────────┘
+             ▼
+   PolicyEngine.from_manifests(plan.manifests) ──► render_nodes ──► Enforcer   (enforce.py)
+   plan_change(old plan, new plan) ──► build_fabric / add_pods / remove_pods / rewire (build.py)
+                                   ──► ServerFleet.start/stop                          (build.py)
+   probe: engine + plan ──► run_probes (probe.py) ──► measured vs compute_matrix
+```
+
+Everything is computed and validated before the kernel is touched, so a rejected input (invalid
+manifests, an unknown node, an exhausted block) changes nothing. The state is saved before the
+kernel changes (addresses before they are plumbed). A failed `up` removes what it built; a failed
+`apply`/`delete` leaves the state in phase `changing`, and further changes are refused until the
+lab is rebuilt (`down` always works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kanal.dataplane.netns import list_netns
+from kanal.dataplane.nft import Nft
+from kanal.engine import PolicyEngine
+from kanal.engine.matrix import declared_probes
+from kanal.errors import DataplaneError, KanalError, LabError, NotFoundError
+from kanal.ipam import IpamState
+from kanal.lab import build
+from kanal.lab.enforce import Enforcer, NodeUpdate, digest, problems, render_nodes
+from kanal.lab.plan import LabPlan, PlanChange, default_prefix, plan_change, plan_lab
+from kanal.lab.probe import (
+    DEFAULT_PARALLELISM,
+    DEFAULT_TIMEOUT_S,
+    PodTarget,
+    ProbeReport,
+    run_probes,
+)
+from kanal.lab.state import Document, LabState, Phase, StateStore, parse_union, read_documents
+from kanal.model.lab import Backend, IpamMode, LabSpec
+from kanal.model.objects import Protocol
+from kanal.render import RenderOptions, Ruleset
+from kanal.render.ruleset import VXLAN_PORT
+
+
+@dataclass(frozen=True)
+class LabChange:
+    """What `up`, `apply` or `delete` did, for the CLI to report."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    updates: tuple[NodeUpdate, ...] = ()
+    restarted: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    netns: str
+    underlay_ip: str
+    vtep_ip: str | None
+    pod_cidr: str | None
+    pods: int
+    server_pid: int | None
+    server_running: bool
+    ruleset: dict[str, int] | None
+    """Counted in the kernel's table (None: no table there)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "netns": self.netns,
+            "underlay_ip": self.underlay_ip,
+            "vtep_ip": self.vtep_ip,
+            "pod_cidr": self.pod_cidr,
+            "pods": self.pods,
+            "server": {"pid": self.server_pid, "running": self.server_running},
+            "ruleset": self.ruleset,
+        }
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    name: str
+    ip: str
+    node: str
+    netns: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ip": self.ip, "node": self.node}
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    prefix: str
+    state_dir: str
+    phase: str
+    backend: str
+    ipam: str
+    cluster_cidr: str
+    nodes: tuple[NodeStatus, ...]
+    pods: tuple[PodStatus, ...]
+    problems: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "prefix": self.prefix,
+            "state_dir": self.state_dir,
+            "phase": self.phase,
+            "backend": self.backend,
+            "ipam": self.ipam,
+            "cluster_cidr": self.cluster_cidr,
+            "nodes": [n.to_json() for n in self.nodes],
+            "pods": [p.to_json() for p in self.pods],
+            "problems": list(self.problems),
+        }
+
+
+class Lab:
+    """One lab, identified by its state directory (`prefix` overrides the name prefix for `up`,
+    and for `down` also removes namespaces with that prefix when the state is lost)."""
+
+    def __init__(self, state_dir: Path, *, prefix: str | None = None) -> None:
+        if prefix is not None:
+            _check_prefix(prefix)
+        self.store = StateStore(state_dir)
+        self.prefix = prefix
+        self.fleet = build.ServerFleet(state_dir)
+
+    # -- up ---------------------------------------------------------------------------------------
+
+    def up(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
+        start = time.monotonic()
+        if self.store.exists():
+            raise LabError(
+                f"a lab is already up with its state in `{self.store.directory}`: run "
+                "`kanal lab down` first, or use another --state-dir"
+            )
+        manifests, documents = read_documents(paths, stdin=stdin)
+        spec = manifests.lab or LabSpec()
+        prefix = self.prefix or default_prefix(spec.name)
+        _check_prefix(prefix)
+        _check_no_leftovers(prefix)
+        labs = [d.raw for d in documents if d.kind == "Lab"]
+        state = LabState(prefix, labs[0] if labs else None, _by_key(documents))
+        plan = self._plan(state, IpamState())
+        engine = _engine(plan)
+        rulesets = render_nodes(engine, spec.nodes, _render_options(spec))
+        state.placement, state.ipam = plan.placement, plan.ipam
+        self.store.save(state)  # the prefix and the addresses, before the kernel is touched
+        try:
+            updates = self._build(state, plan, rulesets)
+        except BaseException as exc:
+            with contextlib.suppress(KanalError, OSError):
+                self._teardown(state)
+            if isinstance(exc, KanalError | OSError):
+                raise LabError(
+                    f"building lab `{spec.name}` failed, removed what was built: {exc}"
+                ) from exc
+            raise
+        return LabChange(
+            added=tuple(p.key for p in plan.pods),
+            updates=tuple(updates),
+            notes=(*manifests.notes, *plan.notes),
+            warnings=(*engine.warnings(), *problems(rulesets)),
+            elapsed_s=time.monotonic() - start,
+        )
+
+    def _build(
+        self, state: LabState, plan: LabPlan, rulesets: dict[str, Ruleset]
+    ) -> list[NodeUpdate]:
+        build.build_fabric(plan)
+        updates = Enforcer(_netns_of(plan)).load(rulesets)
+        build.add_pods(plan, plan.pods, peer_routes=False)  # build_fabric routed them
+        state.servers = self.fleet.start(plan, plan.spec.nodes)
+        state.applied = {node: digest(r) for node, r in rulesets.items()}
+        state.phase = Phase.UP
+        self.store.save(state)
+        return updates
+
+    # -- apply / delete ---------------------------------------------------------------------------
+
+    def apply(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
+        """Add or replace objects (by kind, namespace and name), as `kubectl apply`."""
+        state = self._running()
+        manifests, documents = read_documents(paths, stdin=stdin)
+        if manifests.lab is not None and manifests.lab != state.spec():
+            raise LabError(
+                f"the Lab cannot change while it runs (`{manifests.lab.name}` differs from the "
+                "running one): `kanal lab down`, then `up` with the new Lab"
+            )
+        merged = dict(state.documents)
+        merged.update(_by_key(documents))
+        return self._change(state, merged, notes=manifests.notes)
+
+    def delete(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
+        """Remove the objects the documents name; a Namespace takes its pods and policies
+        with it, as in Kubernetes."""
+        state = self._running()
+        manifests, documents = read_documents(paths, stdin=stdin)
+        merged = dict(state.documents)
+        notes = list(manifests.notes)
+        for doc in documents:
+            if doc.kind == "Lab":
+                notes.append("the Lab itself is removed by `kanal lab down`, not by delete")
+            elif merged.pop(doc.key, None) is None:
+                notes.append(f"{doc.display()} is not in the lab: nothing to delete")
+            elif doc.kind == "Namespace":
+                for key in [k for k, d in merged.items() if d.namespace == doc.name]:
+                    del merged[key]
+        return self._change(state, merged, notes=tuple(notes))
+
+    def _change(
+        self, state: LabState, documents: dict[str, Document], *, notes: Sequence[str]
+    ) -> LabChange:
+        start = time.monotonic()
+        spec = state.spec()
+        old_plan = self._plan(state, state.ipam)
+        new_plan = plan_lab(
+            spec,
+            state.prefix,
+            parse_union(documents.values()),
+            placement=state.placement,
+            ipam=state.ipam,
+        )
+        options = _render_options(spec)
+        old = render_nodes(_engine(old_plan), spec.nodes, options)
+        engine = _engine(new_plan)
+        new = render_nodes(engine, spec.nodes, options)
+        change = plan_change(old_plan, new_plan)
+        # Everything is validated: from here on, the kernel changes.
+        state.documents = documents
+        state.placement, state.ipam = new_plan.placement, new_plan.ipam
+        state.phase = Phase.CHANGING
+        self.store.save(state)
+        try:
+            updates = self._reconcile(state, (old_plan, new_plan), change, (old, new))
+        except KanalError as exc:
+            raise LabError(
+                f"changing lab `{spec.name}` failed half-way: {exc}\nthe lab is now in an "
+                "unknown state: `kanal lab down`, then `kanal lab up` again"
+            ) from exc
+        return LabChange(
+            added=tuple(p.key for p in change.added),
+            removed=tuple(p.key for p in change.removed),
+            updates=tuple(updates),
+            restarted=change.servers,
+            notes=(*notes, *new_plan.notes),
+            warnings=(*engine.warnings(), *problems(new)),
+            elapsed_s=time.monotonic() - start,
+        )
+
+    def _reconcile(
+        self,
+        state: LabState,
+        plans: tuple[LabPlan, LabPlan],
+        change: PlanChange,
+        rulesets: tuple[dict[str, Ruleset], dict[str, Ruleset]],
+    ) -> list[NodeUpdate]:
+        """Servers off where pods change, removed pods out, rules in (so added pods are
+        enforced from their first packet), added pods wired, servers back on."""
+        (old_plan, new_plan), (old, new) = plans, rulesets
+        stopping = [state.servers.pop(n) for n in change.servers if n in state.servers]
+        self.fleet.stop(stopping)
+        build.remove_pods(old_plan, change.removed)
+        updates = Enforcer(_netns_of(new_plan)).update(old, new, state.applied)
+        state.applied = {node: digest(r) for node, r in new.items()}
+        self.store.save(state)
+        namespace_ipam = new_plan.spec.ipam is IpamMode.NAMESPACE
+        build.add_pods(new_plan, change.added, peer_routes=namespace_ipam and not change.rewire)
+        if change.rewire:
+            build.rewire(new_plan)
+        state.servers.update(self.fleet.start(new_plan, change.servers))
+        state.phase = Phase.UP
+        self.store.save(state)
+        return updates
+
+    # -- status / probe / down --------------------------------------------------------------
+
+    def status(self) -> LabStatus:
+        state = self._loaded()
+        plan = self._plan(state, state.ipam)
+        present = set(list_netns(state.prefix))
+        found = [f"netns `{n}` is missing" for n in plan.all_netns() if n not in present]
+        nodes = tuple(self._node_status(plan, state, n.name, present) for n in plan.nodes)
+        found += [f"node `{n.name}`: no table inet kanal" for n in nodes if n.ruleset is None]
+        found += [
+            f"node `{n.name}`: pod servers not running"
+            for n in nodes
+            if n.server_pid is not None and not n.server_running
+        ]
+        if state.phase is not Phase.UP:
+            found.insert(0, f"the lab is `{state.phase}`: a command did not finish")
+        pods = tuple(PodStatus(p.key, str(p.ip), p.node, p.netns) for p in plan.pods)
+        spec = plan.spec
+        return LabStatus(
+            name=spec.name,
+            prefix=state.prefix,
+            state_dir=str(self.store.directory),
+            phase=state.phase.value,
+            backend=spec.backend.value,
+            ipam=spec.ipam.value,
+            cluster_cidr=str(spec.cluster_cidr),
+            nodes=nodes,
+            pods=pods,
+            problems=tuple(found),
+        )
+
+    def _node_status(
+        self, plan: LabPlan, state: LabState, name: str, present: set[str]
+    ) -> NodeStatus:
+        node = plan.node(name)
+        pid = state.servers.get(name)
+        vxlan = plan.spec.backend is Backend.VXLAN
+        return NodeStatus(
+            name=name,
+            netns=node.netns,
+            underlay_ip=str(node.underlay_ip.ip),
+            vtep_ip=str(node.vtep_ip) if vxlan else None,
+            pod_cidr=str(node.block) if node.block is not None else None,
+            pods=len(plan.pods_on(name)),
+            server_pid=pid,
+            server_running=pid is not None and pid in self.fleet.strays(),
+            ruleset=_kernel_counts(node.netns) if node.netns in present else None,
+        )
+
+    def probe(
+        self,
+        probes: Sequence[tuple[int, Protocol]] = (),
+        *,
+        sources: Sequence[str] = (),
+        destinations: Sequence[str] = (),
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        parallelism: int = DEFAULT_PARALLELISM,
+    ) -> ProbeReport:
+        """Probe `sources` × `destinations` (default: every pod) on `probes` (default: every
+        declared port and protocol)."""
+        state = self._running()
+        plan = self._plan(state, state.ipam)
+        engine = _engine(plan)
+        targets = {p.key: PodTarget(p.key, p.netns, p.ip) for p in plan.pods}
+        unknown = [k for k in (*sources, *destinations) if k not in targets]
+        if unknown:
+            raise NotFoundError(
+                f"no pod {', '.join(f'`{k}`' for k in unknown)} in lab `{plan.spec.name}`: "
+                "see `kanal lab status`"
+            )
+        chosen = list(probes) or declared_probes(engine)
+        if not chosen:
+            raise LabError("no pod declares a container port: choose probes with --port N")
+        return run_probes(
+            engine,
+            targets,
+            chosen,
+            sources=list(sources) or sorted(targets),
+            destinations=list(destinations) or sorted(targets),
+            timeout_s=timeout_s,
+            parallelism=parallelism,
+        )
+
+    def down(self) -> build.Teardown:
+        """Remove everything; also without state (by `prefix`) and with a damaged one."""
+        state: LabState | None = None
+        with contextlib.suppress(LabError):
+            state = self.store.load()
+        prefixes = sorted({p for p in (self.prefix, state.prefix if state else None) if p})
+        pids = list(state.servers.values()) if state else []
+        removed = [build.teardown(p, fleet=self.fleet, pids=pids) for p in prefixes]
+        if not prefixes:
+            self.fleet.stop([], strays=True)
+        self.store.remove()
+        return build.Teardown(
+            tuple(n for r in removed for n in r.netns),
+            tuple(sorted({p for r in removed for p in r.processes})),
+        )
+
+    def _teardown(self, state: LabState) -> None:
+        build.teardown(state.prefix, fleet=self.fleet, pids=state.servers.values())
+        self.store.remove()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _loaded(self) -> LabState:
+        state = self.store.load()
+        if state is None:
+            raise LabError(
+                f"no lab is up (no state in `{self.store.directory}`): start one with "
+                "`kanal lab up -f PATH`"
+            )
+        return state
+
+    def _running(self) -> LabState:
+        state = self._loaded()
+        if state.phase is not Phase.UP:
+            raise LabError(
+                f"the lab is `{state.phase}`: an earlier command did not finish, so its kernel "
+                "state is unknown; `kanal lab down`, then `kanal lab up` again"
+            )
+        return state
+
+    def _plan(self, state: LabState, ipam: IpamState) -> LabPlan:
+        return plan_lab(
+            state.spec(), state.prefix, state.manifests(), placement=state.placement, ipam=ipam
+        )
+
+
+def _by_key(documents: Sequence[Document]) -> dict[str, Document]:
+    return {d.key: d for d in documents if d.kind != "Lab"}
+
+
+def _engine(plan: LabPlan) -> PolicyEngine:
+    return PolicyEngine.from_manifests(plan.manifests)
+
+
+def _render_options(spec: LabSpec) -> RenderOptions:
+    """Conntrack is skipped for the VXLAN underlay only when there is one."""
+    return RenderOptions(vxlan_port=VXLAN_PORT if spec.backend is Backend.VXLAN else None)
+
+
+def _netns_of(plan: LabPlan) -> dict[str, str]:
+    return {n.name: n.netns for n in plan.nodes}
+
+
+def _check_prefix(prefix: str) -> None:
+    if not prefix or "/" in prefix or len(prefix) > 64 or not prefix.isprintable():
+        raise LabError(f"invalid name prefix `{prefix}`: 1-64 printable characters, no `/`")
+
+
+def _check_no_leftovers(prefix: str) -> None:
+    found = list_netns(prefix)
+    if found:
+        shown = ", ".join(f"`{n}`" for n in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise LabError(
+            f"network namespaces with prefix `{prefix}` exist already ({shown}): another lab "
+            f"uses it, or one crashed; remove it with `kanal lab down --prefix {prefix}`"
+        )
+
+
+def _kernel_counts(netns: str) -> dict[str, int] | None:
+    """Chains, rules, sets and their elements of the node's `table inet kanal`, as the kernel
+    lists them (None when the table is missing)."""
+    try:
+        with Nft(netns) as nft:
+            listed = nft.run_json("list table inet kanal")
+    except DataplaneError:
+        return None
+    entries = listed.get("nftables", []) if isinstance(listed, dict) else []
+    counts = {"chains": 0, "rules": 0, "sets": 0, "set_elements": 0, "map_elements": 0}
+    for entry in entries:
+        if "chain" in entry:
+            counts["chains"] += 1
+        elif "rule" in entry:
+            counts["rules"] += 1
+        elif "set" in entry:
+            counts["sets"] += 1
+            counts["set_elements"] += len(entry["set"].get("elem", []))
+        elif "map" in entry:
+            counts["map_elements"] += len(entry["map"].get("elem", []))
+    return counts
+
+
+__all__ = ["Lab", "LabChange", "LabStatus", "NodeStatus", "PodStatus"]

@@ -1,0 +1,291 @@
+"""What a running lab remembers between commands: one JSON file in the lab's state directory.
+
+Every `kanal lab` command is its own process, so everything the next command needs is here:
+
+- `prefix`: the name prefix of every netns the lab made (teardown finds them by it, also after a
+  crash that lost everything else);
+- the `Lab` document (None: the defaults) and the raw documents applied so far, one per object
+  (kind, namespace, name), so `apply`/`delete` recompute the cluster as the union and revalidate
+  it like `-f` input;
+- where each pod runs (`placement`), the IPAM state, the server process per node, and a digest of
+  the table last loaded into each node (see `kanal.lab.enforce`);
+- `phase`: `building` while `up` runs, `up` when the lab is usable, `changing` while `apply` or
+  `delete` change the kernel (a crash leaves it there, and later changes refuse to guess).
+
+The file is replaced atomically (write, fsync, rename), and written before the kernel is touched:
+an address is saved before it is plumbed, a netns prefix before the first netns exists.
+
+`DocumentReader` reads `-f` paths into raw documents, exactly as `kanal.model.load` does (it
+reuses its readers), keeping each object's raw document for the state.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import enum
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kanal.errors import LabError
+from kanal.ipam import IpamState
+from kanal.model import load as _load
+from kanal.model.lab import LabSpec
+from kanal.model.meta import DEFAULT_NAMESPACE
+from kanal.model.objects import Manifests
+from kanal.model.parse import KINDS, ManifestAssembler, parse_documents
+
+DEFAULT_STATE_DIR = Path("/var/lib/kanal/lab")
+STATE_DIR_ENV = "KANAL_LAB_DIR"
+STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+
+Raw = dict[str, Any]
+
+
+def state_dir_from(option: str | None) -> Path:
+    """`--state-dir`, else `$KANAL_LAB_DIR`, else /var/lib/kanal/lab."""
+    if option:
+        return Path(option)
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One object's raw manifest and where it came from (`source`, for error messages)."""
+
+    kind: str
+    namespace: str
+    name: str
+    source: str
+    raw: Raw
+
+    @property
+    def key(self) -> str:
+        """`Kind/namespace/name` (namespace empty for cluster-scoped kinds)."""
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    def display(self) -> str:
+        """`Pod x/a`, `Namespace x`, as kubectl names objects."""
+        name = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {name}"
+
+
+class _RecordingAssembler(ManifestAssembler):
+    """Validates as usual and also keeps every single-object document (list items included:
+    the assembler feeds them back through `add_document`, typed ones with their inherited
+    apiVersion and kind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.documents: list[Document] = []
+
+    def add_document(self, source: str, raw: object) -> None:
+        if isinstance(raw, dict):
+            found = _identify(source, raw)
+            if found is not None:
+                self.documents.append(found)
+        super().add_document(source, raw)
+
+
+def _identify(source: str, raw: Raw) -> Document | None:
+    """The document's object identity, for kinds kanal reads (others are skipped, as `-f`
+    skips them with a note)."""
+    spec = KINDS.get((str(raw.get("apiVersion")), str(raw.get("kind"))))
+    metadata = raw.get("metadata")
+    if spec is None or not isinstance(metadata, dict):
+        return None
+    namespace = ""
+    if spec.namespaced:
+        namespace = str(metadata.get("namespace") or DEFAULT_NAMESPACE)
+    return Document(spec.kind, namespace, str(metadata.get("name", "")), source, _plain(raw))
+
+
+def _plain(raw: Raw) -> Raw:
+    """A deep copy that JSON can hold (YAML timestamps become ISO strings)."""
+    text = json.dumps(raw, default=_json_default)
+    value: Raw = json.loads(text)
+    return value
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime.date | datetime.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store a {type(value).__name__} in the lab state")
+
+
+def read_documents(
+    paths: Sequence[str], *, stdin: TextIO | None = None
+) -> tuple[Manifests, list[Document]]:
+    """Read `-f` paths as `load_manifests` does: the validated manifests (ManifestError with
+    every problem otherwise) and each object's raw document."""
+    assembler = _RecordingAssembler()
+    for path in paths:
+        if path == _load.STDIN:
+            text = (stdin or _stdin()).read()
+            _load._add_text(text, _load.STDIN_SOURCE, assembler, is_json=False)
+        elif Path(path).is_dir():
+            _load._add_directory(Path(path), assembler)
+        else:
+            _load._add_file(Path(path), assembler)
+    manifests = assembler.finish()
+    return manifests, assembler.documents
+
+
+def _stdin() -> TextIO:
+    return sys.stdin
+
+
+def parse_union(documents: Iterable[Document]) -> Manifests:
+    """Validate stored documents together, as one `-f` would."""
+    return parse_documents((d.source, copy.deepcopy(d.raw)) for d in documents)
+
+
+# -- the state ---------------------------------------------------------------------------------
+
+
+class Phase(enum.StrEnum):
+    BUILDING = "building"
+    UP = "up"
+    CHANGING = "changing"
+
+
+@dataclass
+class LabState:
+    prefix: str
+    lab_document: Raw | None
+    documents: dict[str, Document] = field(default_factory=dict)
+    placement: dict[str, str] = field(default_factory=dict)
+    ipam: IpamState = field(default_factory=IpamState)
+    servers: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, str] = field(default_factory=dict)
+    phase: Phase = Phase.BUILDING
+
+    def spec(self) -> LabSpec:
+        """The Lab, parsed again from its document (the defaults when there was none)."""
+        if self.lab_document is None:
+            return LabSpec()
+        spec = parse_documents([("lab state", copy.deepcopy(self.lab_document))]).lab
+        assert spec is not None, "a stored Lab document always parses to a Lab"
+        return spec
+
+    def manifests(self) -> Manifests:
+        return parse_union(self.documents.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "phase": self.phase.value,
+            "prefix": self.prefix,
+            "lab": self.lab_document,
+            "documents": [
+                {"key": d.key, "kind": d.kind, "namespace": d.namespace, "name": d.name,
+                 "source": d.source, "raw": d.raw}
+                for d in self.documents.values()
+            ],
+            "placement": dict(sorted(self.placement.items())),
+            "ipam": self.ipam.to_json(),
+            "servers": dict(sorted(self.servers.items())),
+            "applied": dict(sorted(self.applied.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabState:
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"state format {data.get('version')!r}, expected {FORMAT_VERSION}")
+        documents = [
+            Document(d["kind"], d["namespace"], d["name"], d["source"], d["raw"])
+            for d in data["documents"]
+        ]
+        return cls(
+            prefix=data["prefix"],
+            lab_document=data["lab"],
+            documents={d.key: d for d in documents},
+            placement=dict(data["placement"]),
+            ipam=IpamState.from_json(data["ipam"]),
+            servers={k: int(v) for k, v in data["servers"].items()},
+            applied=dict(data["applied"]),
+            phase=Phase(data["phase"]),
+        )
+
+
+class StateStore:
+    """The state file of one lab directory; also the place for its server specs and logs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / STATE_FILE
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> LabState | None:
+        """The state, or None when no lab is up here; LabError if the file is unreadable
+        (`kanal lab down --prefix` still cleans up then)."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LabError(f"cannot read lab state `{self.path}`: {exc.strerror}") from exc
+        try:
+            return LabState.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(
+                f"lab state `{self.path}` is damaged ({exc}): remove the lab with "
+                "`kanal lab down --prefix PREFIX`"
+            ) from exc
+
+    def save(self, state: LabState) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.path, json.dumps(state.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise LabError(f"cannot write lab state `{self.path}`: {exc.strerror}") from exc
+
+    def file(self, name: str) -> Path:
+        """A file of the lab in the state directory (server specs, ready files, logs)."""
+        return self.directory / name
+
+    def remove(self) -> None:
+        """Delete the state file and the lab's files; the directory too once it is empty
+        (files kanal did not write stay, and so does their directory)."""
+        for path in [self.path, *self.directory.glob("servers-*")]:
+            path.unlink(missing_ok=True)
+        self.path.with_suffix(".tmp").unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # not empty: someone else's files live here too
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "STATE_DIR_ENV",
+    "Document",
+    "LabState",
+    "Phase",
+    "StateStore",
+    "parse_union",
+    "read_documents",
+    "state_dir_from",
+]
