@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import pytest
@@ -205,3 +205,54 @@ def test_a_failed_pod_link_leaves_no_veth_behind(netns_prefix: str) -> None:
     finally:
         for name in list_netns(netns_prefix):
             delete_netns(name)
+
+
+def _reaches(src: minilab.MiniPod, dst: minilab.MiniPod) -> tuple[bool, str]:
+    (result,) = probe_many([Probe(src.netns, dst.ip, 80, Protocol.TCP)], timeout_s=TIMEOUT_S)
+    return result.connected, result.detail
+
+
+def test_a_peer_can_be_removed_entry_by_entry_and_added_again(
+    lab: minilab.MiniLab, servers: PodServers
+) -> None:
+    node, src, dst = lab.nodes[0], lab.pods[0], lab.pods[2]
+    peer_cidr, peer_vtep = IPv4Network("10.244.2.0/24"), IPv4Address("10.244.2.0")
+    peer_mac = "02:00:0a:fa:00:02"
+    assert _reaches(src, dst)[0]
+    links.delete_route(node, peer_cidr)
+    if lab.backend == "vxlan":
+        links.delete_neighbour(node, ifname=minilab.VXLAN_IFNAME, ip=peer_vtep)
+        links.delete_fdb_entry(
+            node, ifname=minilab.VXLAN_IFNAME, mac=peer_mac, dst_ip=IPv4Address("10.250.0.2")
+        )
+    connected, detail = _reaches(src, dst)
+    assert not connected
+    assert detail.startswith("unreachable"), "no route: the node answers ICMP unreachable"
+    if lab.backend == "vxlan":
+        links.add_vxlan_peer(
+            node, ifname=minilab.VXLAN_IFNAME, peer_mac=peer_mac,
+            peer_underlay_ip=IPv4Address("10.250.0.2"), peer_vtep_ip=peer_vtep,
+            peer_pod_cidr=peer_cidr,
+        )
+    else:
+        links.add_host_gw_route(
+            node, peer_pod_cidr=peer_cidr, peer_underlay_ip=IPv4Address("10.250.0.2")
+        )
+    assert _reaches(src, dst)[0]
+
+
+def test_deleting_a_missing_entry_is_an_error_unless_missing_ok(lab: minilab.MiniLab) -> None:
+    node, absent = lab.nodes[0], IPv4Network("10.244.99.0/24")
+    links.delete_route(node, absent, missing_ok=True)
+    with pytest.raises(DataplaneError, match=r"deleting the route to 10\.244\.99\.0/24"):
+        links.delete_route(node, absent)
+    if lab.backend == "vxlan":
+        links.delete_neighbour(
+            node, ifname=minilab.VXLAN_IFNAME, ip=IPv4Address("10.244.99.0"), missing_ok=True
+        )
+        links.delete_fdb_entry(
+            node, ifname=minilab.VXLAN_IFNAME, mac="02:00:00:00:00:99",
+            dst_ip=IPv4Address("10.250.0.99"), missing_ok=True,
+        )
+        with pytest.raises(DataplaneError, match="deleting neighbour"):
+            links.delete_neighbour(node, ifname=minilab.VXLAN_IFNAME, ip=IPv4Address("10.244.99.0"))

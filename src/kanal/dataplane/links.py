@@ -34,6 +34,7 @@ the cleanup that always works.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
@@ -316,6 +317,49 @@ def add_vxlan_peer(
         )
 
 
+# --- removing single entries ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _tolerating_absence(missing_ok: bool) -> Iterator[None]:
+    """With `missing_ok`, swallow only "no such entry" (ESRCH for routes, ENOENT otherwise)."""
+    try:
+        yield
+    except NetlinkError as exc:
+        if not (missing_ok and exc.code in (errno.ESRCH, errno.ENOENT)):
+            raise
+
+
+def delete_route(netns: str, dst: IPv4Network, *, missing_ok: bool = False) -> None:
+    """Delete the main-table route to `dst` (a pod /32, a peer's pod CIDR, host-gw or vxlan)."""
+    with _ipr(netns, f"deleting the route to {dst}") as ipr, _tolerating_absence(missing_ok):
+        ipr.route("del", dst=str(dst.network_address), dst_len=dst.prefixlen)
+
+
+def delete_neighbour(
+    netns: str, *, ifname: str, ip: IPv4Address, missing_ok: bool = False
+) -> None:
+    """Delete the neighbour entry for `ip` on `ifname` (a peer VTEP's, from `add_vxlan_peer`)."""
+    with _ipr(netns, f"deleting neighbour {ip} on `{ifname}`") as ipr:
+        index = _index(ipr, ifname)
+        with _tolerating_absence(missing_ok):
+            ipr.neigh("del", dst=str(ip), ifindex=index)
+
+
+def delete_fdb_entry(
+    netns: str, *, ifname: str, mac: str, dst_ip: IPv4Address, missing_ok: bool = False
+) -> None:
+    """Delete the FDB entry `mac -> dst_ip` of VXLAN device `ifname`.
+
+    Remove it only when the peer node itself goes: every route via that peer's VTEP uses it.
+    Undoing `add_vxlan_peer` for one pod CIDR is `delete_route` + `delete_neighbour`.
+    """
+    with _ipr(netns, f"deleting FDB entry {mac} -> {dst_ip} on `{ifname}`") as ipr:
+        index = _index(ipr, ifname)
+        with _tolerating_absence(missing_ok):
+            ipr.fdb("del", ifindex=index, lladdr=mac, dst=str(dst_ip))
+
+
 __all__ = [
     "HOST_VETH_MAC",
     "POD_GATEWAY",
@@ -329,7 +373,10 @@ __all__ = [
     "add_vxlan_peer",
     "attach_to_underlay",
     "bring_up_loopback",
+    "delete_fdb_entry",
     "delete_link",
+    "delete_neighbour",
+    "delete_route",
     "enable_routing",
     "link_mac",
     "read_sysctl",
