@@ -39,6 +39,11 @@ class MiniLab:
     underlay: str
     nodes: list[str] = field(default_factory=list)
     pods: list[MiniPod] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # what teardown may delete
+
+    def create(self, name: str) -> None:
+        create_netns(name)
+        self.created.append(name)
 
     def all_netns(self) -> list[str]:
         return [p.netns for p in self.pods] + self.nodes + [self.underlay]
@@ -71,7 +76,7 @@ def build(prefix: str, *, backend: str, nodes: int = 2, pods_per_node: int = 2) 
 
 
 def _build(lab: MiniLab, nodes: int, pods_per_node: int) -> None:
-    create_netns(lab.underlay)
+    lab.create(lab.underlay)
     links.add_bridge(lab.underlay, "br0")
     for i in range(nodes):
         _build_node(lab, i, pods_per_node)
@@ -83,7 +88,7 @@ def _build(lab: MiniLab, nodes: int, pods_per_node: int) -> None:
 
 def _build_node(lab: MiniLab, i: int, pods_per_node: int) -> None:
     node = f"{lab.prefix}n{i}"
-    create_netns(node)
+    lab.create(node)
     lab.nodes.append(node)
     links.bring_up_loopback(node)
     links.enable_routing(node)
@@ -100,7 +105,7 @@ def _build_node(lab: MiniLab, i: int, pods_per_node: int) -> None:
         mtu = 1500 - links.VXLAN_OVERHEAD
     for j in range(pods_per_node):
         pod = MiniPod(f"n{i}-p{j}", f"{node}-p{j}", _pod_cidr(i).network_address + j + 2, node)
-        create_netns(pod.netns)
+        lab.create(pod.netns)
         lab.pods.append(pod)
         links.add_pod_link(node, pod.netns, host_ifname=f"cali{j}", pod_ip=pod.ip, mtu=mtu)
 
@@ -117,8 +122,9 @@ def _add_peer(lab: MiniLab, i: int, j: int) -> None:
 
 
 def teardown(lab: MiniLab) -> None:
-    """Delete every namespace of the lab (links, routes and neighbours go with them)."""
-    for name in lab.all_netns():
+    """Delete every namespace the lab created (links, routes and neighbours go with them);
+    never one that existed before a failed build."""
+    for name in reversed(lab.created):
         delete_netns(name, missing_ok=True)
 
 
