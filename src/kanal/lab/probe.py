@@ -168,6 +168,10 @@ def _freeze(grid: list[list[Cell]]) -> Grid:
     return tuple(tuple(row) for row in grid)
 
 
+def _mismatches(count: int) -> str:
+    return f"{count} mismatch" + ("es" if count != 1 else "")
+
+
 def _word(allowed: bool) -> str:
     return "allowed" if allowed else "denied"
 
@@ -185,7 +189,7 @@ def report_text(report: ProbeReport) -> Iterator[str]:
         verdict = (
             f"the engine agrees on all {table.probed()} pairs"
             if not count
-            else f"{count} disagree with the engine (marked !)"
+            else f"{count} of {table.probed()} pairs disagree with the engine (marked !)"
         )
         yield f"{table.probe} measured in the kernel: {verdict}"
         yield from _grid_lines(table.probe, table.pods, table.measured, table.expected)
@@ -198,7 +202,7 @@ def report_text(report: ProbeReport) -> Iterator[str]:
     yield (
         f"{report.connections} connections in {report.elapsed_s:.1f} s "
         f"({report.parallelism} at a time, {report.timeout_s:g} s timeout): "
-        + ("the kernel enforces what the engine predicts" if not total else f"{total} mismatches")
+        + ("the kernel enforces what the engine predicts" if not total else _mismatches(total))
     )
 
 

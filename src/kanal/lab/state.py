@@ -15,8 +15,8 @@ Every `kanal lab` command is its own process, so everything the next command nee
 The file is replaced atomically (write, fsync, rename), and written before the kernel is touched:
 an address is saved before it is plumbed, a netns prefix before the first netns exists.
 
-`DocumentReader` reads `-f` paths into raw documents, exactly as `kanal.model.load` does (it
-reuses its readers), keeping each object's raw document for the state.
+`read_documents` reads `-f` paths as `kanal.model.load` does and validates them, keeping each
+object's raw document (list items one by one) for the state.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import datetime
 import enum
 import json
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,8 @@ from typing import Any, TextIO
 
 from kanal.errors import LabError
 from kanal.ipam import IpamState
-from kanal.model import load as _load
 from kanal.model.lab import LabSpec
+from kanal.model.load import read_documents as load_documents
 from kanal.model.meta import DEFAULT_NAMESPACE
 from kanal.model.objects import Manifests
 from kanal.model.parse import KINDS, ManifestAssembler, parse_documents
@@ -128,20 +127,10 @@ def read_documents(
     """Read `-f` paths as `load_manifests` does: the validated manifests (ManifestError with
     every problem otherwise) and each object's raw document."""
     assembler = _RecordingAssembler()
-    for path in paths:
-        if path == _load.STDIN:
-            text = (stdin or _stdin()).read()
-            _load._add_text(text, _load.STDIN_SOURCE, assembler, is_json=False)
-        elif Path(path).is_dir():
-            _load._add_directory(Path(path), assembler)
-        else:
-            _load._add_file(Path(path), assembler)
+    for source, raw in load_documents(paths, stdin=stdin):
+        assembler.add_document(source, raw)
     manifests = assembler.finish()
     return manifests, assembler.documents
-
-
-def _stdin() -> TextIO:
-    return sys.stdin
 
 
 def parse_union(documents: Iterable[Document]) -> Manifests:
