@@ -322,5 +322,8 @@ def _run(servers: PodServers, ready_file: str | None) -> int:
     return 0
 
 
+__all__ = ["PodServers", "ServedPod", "dump_spec", "init_ack_for", "load_spec", "main"]
+
+
 if __name__ == "__main__":
     sys.exit(main())
