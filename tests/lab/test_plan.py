@@ -167,7 +167,7 @@ def test_a_label_or_policy_change_changes_no_pod_and_no_server() -> None:
     first = plan(model())
     relabelled = [*model()[:-1], pod("z/c", pod="c", role="new"), deny_ingress("x/deny")]
     change = plan_change(first, plan(relabelled, before=first))
-    assert (change.removed, change.added, change.servers, change.rewire) == ((), (), (), False)
+    assert (change.removed, change.added, change.servers) == ((), (), ())
 
 
 def test_a_port_change_restarts_only_that_nodes_servers() -> None:
@@ -178,10 +178,10 @@ def test_a_port_change_restarts_only_that_nodes_servers() -> None:
     assert not change.topology_changed
 
 
-def test_removing_a_pod_under_namespace_ipam_rewires_the_overlay() -> None:
+def test_a_removed_pod_and_a_new_one_with_its_address_are_a_removal_and_an_addition() -> None:
     spec = lab(ipam="namespace")
     first = plan(model(), spec=spec)
-    change = plan_change(first, plan(model()[:-1], before=first, spec=spec))
-    assert [p.key for p in change.removed] == ["z/c"] and change.rewire
-    node_mode = plan(model())
-    assert not plan_change(node_mode, plan(model()[:-1], before=node_mode)).rewire
+    second = plan([*model()[:-1], pod("z/d", pod="d")], before=first, spec=spec)
+    change = plan_change(first, second)
+    assert [p.key for p in change.removed] == ["z/c"] and [p.key for p in change.added] == ["z/d"]
+    assert change.removed[0].ip == change.added[0].ip, "the released address is reused"

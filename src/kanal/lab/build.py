@@ -18,11 +18,9 @@ Peer routes per backend and IPAM mode (see `LabPlan.routes`):
   that peer; appending it again is a no-op).
 - host-gw: `add_host_gw_route` (the peer's block, or each remote pod's /32, via its underlay IP).
 
-`kanal.dataplane.links` has no call to delete one route or neighbour. A pod removed under
-namespace IPAM leaves a /32 on every peer, so `rewire` rebuilds every node's overlay from the new
-plan instead: the VTEP is recreated (same MAC, so peers' entries stay valid) or, with host-gw,
-every node's underlay link is (which also clears every stale ARP entry). Conntrack is untouched,
-so established connections survive; packets in flight during those milliseconds are lost.
+A pod removed under namespace IPAM takes its /32 (and, with vxlan, its neighbour entry) off
+every peer, so its address can be given to a pod on another node in the same change. Node IPAM
+routes whole blocks, which never change while the lab runs.
 
 Teardown needs nothing but the prefix (and the state directory, for server processes): stop the
 servers, kill any process left inside a lab netns, delete every netns whose name starts with the
@@ -130,19 +128,6 @@ def add_peer_routes(plan: LabPlan, node: str, routes: Iterable[PeerRoute]) -> No
             )
 
 
-def rewire(plan: LabPlan) -> None:
-    """Rebuild every node's overlay (VTEP or underlay link) and its routes from `plan`."""
-    for node in plan.nodes:
-        if plan.spec.backend is Backend.VXLAN:
-            links.delete_link(node.netns, VXLAN_IFNAME)
-            _add_vtep(plan, node)
-        else:
-            links.delete_link(node.netns, NODE_UNDERLAY_IFNAME)
-            _attach(plan, node)
-    for node in plan.nodes:
-        add_peer_routes(plan, node.name, plan.routes(node.name))
-
-
 # -- pods ---------------------------------------------------------------------------------------
 
 
@@ -173,6 +158,17 @@ def remove_pods(plan: LabPlan, pods: Sequence[PodPlan]) -> None:
             links.delete_link(plan.node(pod.node).netns, pod.host_ifname)
         _kill(_pids_in([pod.netns]))
         delete_netns(pod.netns, missing_ok=True)
+        if plan.spec.ipam is IpamMode.NAMESPACE:
+            _remove_peer_routes(plan, pod)
+
+
+def _remove_peer_routes(plan: LabPlan, pod: PodPlan) -> None:
+    for node in plan.nodes:
+        if node.name == pod.node:
+            continue
+        links.delete_route(node.netns, IPv4Network(f"{pod.ip}/32"), missing_ok=True)
+        if plan.spec.backend is Backend.VXLAN:
+            links.delete_neighbour(node.netns, ifname=VXLAN_IFNAME, ip=pod.ip, missing_ok=True)
 
 
 # -- teardown -----------------------------------------------------------------------------------
@@ -367,6 +363,5 @@ __all__ = [
     "add_pods",
     "build_fabric",
     "remove_pods",
-    "rewire",
     "teardown",
 ]

@@ -280,9 +280,7 @@ class Lab:
         state.applied = {node: digest(r) for node, r in new.items()}
         self.store.save(state)
         namespace_ipam = new_plan.spec.ipam is IpamMode.NAMESPACE
-        build.add_pods(new_plan, change.added, peer_routes=namespace_ipam and not change.rewire)
-        if change.rewire:
-            build.rewire(new_plan)
+        build.add_pods(new_plan, change.added, peer_routes=namespace_ipam)
         state.servers.update(self.fleet.start(new_plan, change.servers))
         state.phase = Phase.UP
         self.store.save(state)

@@ -352,8 +352,6 @@ class PlanChange:
     added: tuple[PodPlan, ...]
     servers: tuple[str, ...]
     """Nodes whose server process must be restarted (their served pods or ports changed)."""
-    rewire: bool
-    """`ipam: namespace` with a pod gone: peers hold /32 routes to it (see `kanal.lab.build`)."""
 
     @property
     def topology_changed(self) -> bool:
@@ -366,8 +364,7 @@ def plan_change(old: LabPlan, new: LabPlan) -> PlanChange:
     removed = tuple(p for k, p in before.items() if _moved(p, after.get(k)))
     added = tuple(p for k, p in after.items() if _moved(p, before.get(k)))
     servers = tuple(n.name for n in new.nodes if old.served(n.name) != new.served(n.name))
-    rewire = new.spec.ipam is IpamMode.NAMESPACE and bool(removed)
-    return PlanChange(removed, added, servers, rewire)
+    return PlanChange(removed, added, servers)
 
 
 def _moved(pod: PodPlan, other: PodPlan | None) -> bool:
