@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# Quick start, step 1: install everything, then run the main job on the bundled example.
+# Quick start, step 1: install everything, then the main job: build the bundled example as a lab
+# (network namespaces, real pod addresses, nftables in every node), send real connections
+# between every pair of pods, and print what the kernel did beside what the engine predicts.
+# The lab is always removed again, also when a step fails. Exit status 1: kernel and engine
+# disagree somewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/kanal matrix -f examples/three-tier
+kanal=.venv/bin/kanal
+# Its own state directory and name prefix, so a lab you run yourself is never touched.
+export KANAL_LAB_DIR="${KANAL_LAB_DIR:-/var/lib/kanal/setup}"
+trap '"$kanal" lab down >/dev/null' EXIT
+"$kanal" lab up -f examples/three-tier --prefix kl-setup-
+echo
+"$kanal" lab probe
