@@ -8,6 +8,8 @@ Layout of `FOUR` (nodeName fixed, so both kinds of path exist):
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,23 @@ def test_same_node_and_cross_node_traffic_is_enforced_both_ways(
                 "same node, egress denied": False,
                 "cross node, egress denied": False,
             }, probe
+        if backend == "vxlan":
+            _assert_the_underlay_is_not_tracked(running)
         _remove_and_add_a_pod(running, ipam)
+
+
+def _assert_the_underlay_is_not_tracked(running: Running) -> None:
+    """`udp dport 4789 notrack`: cross-node pod flows leave no conntrack entry for the VXLAN
+    packets that carry them (only the pod flows themselves are tracked)."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack(8) is not installed")
+    for node in running.lab.status().nodes:
+        listed = subprocess.run(
+            ["ip", "netns", "exec", node.netns, "conntrack", "-L", "-p", "udp"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        assert "4789" not in listed, listed
+        assert "10.244." in listed, "the pod flows themselves are tracked"
 
 
 def _remove_and_add_a_pod(running: Running, ipam: str) -> None:

@@ -146,7 +146,7 @@ def _add_probe_command(commands: Any) -> None:
         help="how long a denied probe waits (default 1)",
     )
     parser.add_argument(
-        "--parallel", type=int, default=32, metavar="N", help="probes in flight (default 32)"
+        "--parallel", type=int, default=64, metavar="N", help="probes in flight (default 64)"
     )
     parser.add_argument("-o", "--output", choices=("text", "json", "junit"), default="text")
     parser.set_defaults(probes=[])

@@ -32,7 +32,7 @@ from kanal.lab.prober import Probe, ProbeResult, probe_many
 from kanal.model.objects import Protocol
 
 DEFAULT_TIMEOUT_S = 1.0
-DEFAULT_PARALLELISM = 32
+DEFAULT_PARALLELISM = 64
 Cell = bool | None
 Grid = tuple[tuple[Cell, ...], ...]
 
