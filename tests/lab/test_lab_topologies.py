@@ -174,3 +174,17 @@ def test_up_refuses_a_prefix_in_use_and_a_second_lab_in_one_directory(
         with pytest.raises(LabError, match=f"exist already .*lab down --prefix {netns_prefix}"):
             other.up([str(running.files / "up.yaml")])
         assert not (tmp_path / "other").exists()
+
+
+def test_down_leaves_a_lab_whose_prefix_extends_its_own(netns_prefix: str, tmp_path: Path) -> None:
+    """Lab `a` (prefix P) and a lab with prefix P + "b-": `down` of the first takes only the
+    names its plan can give (P + underlay, n-*, p-*), not P + "b-..."."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        running_lab(netns_prefix, tmp_path / "a", [*FOUR, lab("a")]) as first,
+        running_lab(f"{netns_prefix}b-", tmp_path / "b", [*FOUR, lab("b")]) as second,
+    ):
+        first.lab.down()
+        assert list_netns(netns_prefix) == list_netns(f"{netns_prefix}b-")
+        second.agreeing_probe([(80, TCP)])

@@ -23,8 +23,10 @@ every peer, so its address can be given to a pod on another node in the same cha
 routes whole blocks, which never change while the lab runs.
 
 Teardown needs nothing but the prefix (and the state directory, for server processes): stop the
-servers, kill any process left inside a lab netns, delete every netns whose name starts with the
-prefix. Links, routes and tables live in those namespaces and go with them. Idempotent.
+servers, kill any process left inside a lab netns, delete every netns the lab could have named
+(`<prefix>underlay`, `<prefix>n-*`, `<prefix>p-*`; not any name with the prefix, so lab `a`,
+prefix `kl-a-`, never takes lab `a-b`'s `kl-a-b-*` with it). Links, routes and tables live in
+those namespaces and go with them. Idempotent.
 """
 
 from __future__ import annotations
@@ -188,12 +190,21 @@ def teardown(prefix: str, *, fleet: ServerFleet | None, pids: Iterable[int] = ()
     if not prefix:
         raise ValueError("refusing to tear down an empty prefix: it would match every netns")
     stopped = list(fleet.stop(pids, strays=True) if fleet is not None else ())
-    names = list_netns(prefix)
+    names = lab_netns(prefix)
     leftover = _pids_in(names)
     _kill(leftover)
     for name in sorted(names, key=_teardown_order(prefix)):
         delete_netns(name, missing_ok=True)
     return Teardown(tuple(names), tuple(sorted({*stopped, *leftover})))
+
+
+def lab_netns(prefix: str) -> list[str]:
+    """The namespaces that exist and have a name this lab's plan can give (see `kanal.lab.plan`)."""
+    return [
+        name
+        for name in list_netns(prefix)
+        if (rest := name.removeprefix(prefix)) == "underlay" or rest.startswith(("n-", "p-"))
+    ]
 
 
 def _teardown_order(prefix: str) -> Callable[[str], tuple[int, str]]:
@@ -362,6 +373,7 @@ __all__ = [
     "add_peer_routes",
     "add_pods",
     "build_fabric",
+    "lab_netns",
     "remove_pods",
     "teardown",
 ]
