@@ -322,7 +322,8 @@ def test_list_filters_by_kind_and_namespace(store: SqliteStore) -> None:
 # -- watching --------------------------------------------------------------------------------------
 
 
-def test_poll_waits_in_steps_until_the_timeout(store: SqliteStore, clock: FakeClock) -> None:
+def test_poll_waits_in_steps_until_the_timeout(tmp_path: Path, clock: FakeClock) -> None:
+    store = open_store(tmp_path, clock=clock, poll_interval=0.05)
     assert store.poll(Revision(0), timeout=0.12) == ()
     assert clock.slept == pytest.approx([0.05, 0.05, 0.02])
 
@@ -341,13 +342,14 @@ def test_poll_returns_a_commit_made_by_another_connection_while_it_waits(
 
 
 def test_poll_from_a_compacted_revision_requires_a_resync(tmp_path: Path) -> None:
+    """history 2: the log is trimmed back to 2 events when it holds more than 2 + 1."""
     store = open_store(tmp_path, history=2)
     for name in "abcde":
         store.apply([pod(f"x/{name}")])
     with pytest.raises(ResyncRequired) as info:
-        store.poll(Revision(2))
-    assert (info.value.oldest, info.value.current) == (3, 5)
-    assert [e.ref.name for e in store.poll(Revision(3))] == ["d", "e"]
+        store.poll(Revision(1))
+    assert (info.value.oldest, info.value.current) == (2, 5)
+    assert [e.ref.name for e in store.poll(Revision(2))] == ["c", "d", "e"]
 
 
 def test_compaction_keeps_whole_revisions(tmp_path: Path) -> None:
