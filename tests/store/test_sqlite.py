@@ -399,6 +399,34 @@ def test_a_watcher_follows_a_writer_in_another_process(tmp_path: Path) -> None:
     assert mirror.objects == {o.ref: o.doc for o in reader.list()[0]}
 
 
+PARALLEL_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from kanal.store.sqlite import SqliteStore
+    store = SqliteStore(Path(sys.argv[1]))
+    for i in range(30):
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{sys.argv[2]}-{i}"}}
+        store.apply([("w", doc)])
+    """
+)
+
+
+def test_writers_in_several_processes_each_get_their_own_revisions(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE and the busy timeout serialize writers: no revision is lost or shared."""
+    path = tmp_path / "store.db"
+    SqliteStore(path).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", PARALLEL_WRITER, str(path), name], cwd=ROOT)
+        for name in ("a", "b", "c")
+    ]
+    assert [w.wait() for w in writers] == [0, 0, 0]
+    store = SqliteStore(path)
+    events = store.poll(Revision(0))
+    assert [e.revision for e in events] == list(range(1, 91))
+    assert len(store.list("Pod")[0]) == 90
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 

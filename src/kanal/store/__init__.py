@@ -1,6 +1,7 @@
 """The datastore: cluster objects with revisions and a watch (`api`), the SQLite backend
-(`sqlite`), a consumer's list-then-watch cache (`mirror`), and the pure pieces every write uses:
-documents in (`documents`), kubectl apply's merge (`merge`) and kubectl label (`labels`)."""
+(`sqlite`, its SQL in `tables`), a consumer's list-then-watch cache (`mirror`), and the pure
+pieces every write uses: documents in (`documents`), kubectl apply's merge (`merge`), kubectl
+label (`labels`), and the kinds as the command line names them (`kinds`)."""
 
 from kanal.store.api import (
     Datastore,
