@@ -146,6 +146,14 @@ def test_an_invalid_document_rejects_the_whole_apply(kanal: Any) -> None:
     assert kanal("get pods -A").err == "note: No resources found\n"
 
 
+def test_an_empty_file_is_an_error_as_in_kubectl(kanal: Any, tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n---\n")
+    assert kanal("apply -f empty.yaml") == Run(
+        2, "", "error: no objects passed to apply: empty.yaml holds no document\n"
+    )
+    assert not (tmp_path / "store.db").exists()
+
+
 def test_a_missing_file_is_an_error(kanal: Any) -> None:
     assert kanal("apply -f nothing.yaml") == Run(
         2, "", "error: nothing.yaml: cannot read: No such file or directory\n"

@@ -107,6 +107,8 @@ def _add_object_arguments(parser: argparse.ArgumentParser, *, kind: str, names: 
 
 def apply(args: argparse.Namespace, term: Terminal) -> int:
     documents = read_documents(args.filenames)
+    if not any(raw is not None for _, raw in documents):
+        term.abort(f"no objects passed to apply: {', '.join(args.filenames)} holds no document")
     with _open(args, create=True) as store:
         result = store.apply(documents)
     for note in result.notes:
