@@ -85,6 +85,7 @@ class PolicyEngine:
         self._chains: dict[tuple[GroupId, Direction], Chain] = {}
         self.generation = 0
         """Bumped on every change; consumers key their caches on it."""
+        self._warnings: tuple[int, tuple[str, ...]] = (-1, ())
 
         self._index: SelectorIndex[GroupId] = SelectorIndex(
             on_match_started=self._on_match_started,
@@ -307,6 +308,18 @@ class PolicyEngine:
 
     def warnings(self) -> list[str]:
         """Things upstream leaves undefined that the engine resolved by a documented rule."""
+        return list(self._current_warnings())
+
+    def _current_warnings(self) -> tuple[str, ...]:
+        """`warnings()`, computed once per generation: every verdict carries them, and sorting
+        every policy per verdict was 90% of `explain` at 1k policies."""
+        generation, found = self._warnings
+        if generation != self.generation:
+            found = tuple(self._find_warnings())
+            self._warnings = (self.generation, found)
+        return found
+
+    def _find_warnings(self) -> list[str]:
         by_priority: dict[int, list[str]] = {}
         for (tier, key), policy in sorted(self._policies.items()):
             if tier is Tier.ADMIN:
@@ -360,7 +373,7 @@ class PolicyEngine:
             protocol=conn.protocol,
             egress=decide(self, Direction.EGRESS, conn),
             ingress=decide(self, Direction.INGRESS, conn),
-            warnings=tuple(self.warnings()),
+            warnings=self._current_warnings(),
         )
 
     def allowed(self, conn: Connection) -> bool:
