@@ -74,3 +74,16 @@ def test_remove_deletes_the_lab_files_and_the_directory_only_when_empty(tmp_path
     (store.directory / "mine.txt").write_text("keep")
     store.remove()
     assert sorted(p.name for p in store.directory.iterdir()) == ["mine.txt"]
+
+
+def test_one_changing_command_at_a_time_and_no_directory_left_without_a_lab(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "lab")
+    with (
+        store.locked(),
+        pytest.raises(LabError, match="another `kanal lab` command"),
+        StateStore(tmp_path / "lab").locked(),
+    ):
+        pass
+    assert not store.directory.exists()

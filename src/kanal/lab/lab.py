@@ -143,6 +143,10 @@ class Lab:
     # -- up ---------------------------------------------------------------------------------------
 
     def up(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
+        with self.store.locked():
+            return self._up(paths, stdin=stdin)
+
+    def _up(self, paths: Sequence[str], *, stdin: TextIO | None) -> LabChange:
         start = time.monotonic()
         if self.store.exists():
             raise LabError(
@@ -195,6 +199,10 @@ class Lab:
 
     def apply(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
         """Add or replace objects (by kind, namespace and name), as `kubectl apply`."""
+        with self.store.locked():
+            return self._apply(paths, stdin=stdin)
+
+    def _apply(self, paths: Sequence[str], *, stdin: TextIO | None) -> LabChange:
         state = self._running()
         manifests, documents = read_documents(paths, stdin=stdin)
         if manifests.lab is not None and manifests.lab != state.spec():
@@ -209,6 +217,10 @@ class Lab:
     def delete(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
         """Remove the objects the documents name; a Namespace takes its pods and policies
         with it, as in Kubernetes."""
+        with self.store.locked():
+            return self._delete(paths, stdin=stdin)
+
+    def _delete(self, paths: Sequence[str], *, stdin: TextIO | None) -> LabChange:
         state = self._running()
         manifests, documents = read_documents(paths, stdin=stdin)
         merged = dict(state.documents)
@@ -371,6 +383,10 @@ class Lab:
 
     def down(self) -> build.Teardown:
         """Remove everything; also without state (by `prefix`) and with a damaged one."""
+        with self.store.locked():
+            return self._down()
+
+    def _down(self) -> build.Teardown:
         state: LabState | None = None
         with contextlib.suppress(LabError):
             state = self.store.load()

@@ -13,7 +13,9 @@ Every `kanal lab` command is its own process, so everything the next command nee
   `delete` change the kernel (a crash leaves it there, and later changes refuse to guess).
 
 The file is replaced atomically (write, fsync, rename), and written before the kernel is touched:
-an address is saved before it is plumbed, a netns prefix before the first netns exists.
+an address is saved before it is plumbed, a netns prefix before the first netns exists. Commands
+that change the lab hold `StateStore.locked()` (an flock on `lock` in the directory), so two of
+them never interleave; reading commands (status, probe) do not wait.
 
 `read_documents` reads `-f` paths as `kanal.model.load` does and validates them, keeping each
 object's raw document (list items one by one) for the state.
@@ -21,12 +23,14 @@ object's raw document (list items one by one) for the state.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import enum
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +46,7 @@ from kanal.model.parse import KINDS, ManifestAssembler, parse_documents
 DEFAULT_STATE_DIR = Path("/var/lib/kanal/lab")
 STATE_DIR_ENV = "KANAL_LAB_DIR"
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"
 FORMAT_VERSION = 1
 
 Raw = dict[str, Any]
@@ -240,6 +245,29 @@ class StateStore:
         except OSError as exc:
             raise LabError(f"cannot write lab state `{self.path}`: {exc.strerror}") from exc
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lab's lock for one changing command; LabError at once if another holds it.
+        Leaves no directory behind when the command ended without a lab."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = (self.directory / LOCK_FILE).open("w")
+        except OSError as exc:
+            raise LabError(f"cannot lock lab state `{self.directory}`: {exc.strerror}") from exc
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LabError(
+                    f"another `kanal lab` command is changing the lab in `{self.directory}`: "
+                    "wait for it to finish"
+                ) from None
+            yield
+        finally:
+            handle.close()
+            if not self.exists():
+                self.remove()
+
     def file(self, name: str) -> Path:
         """A file of the lab in the state directory (server specs, ready files, logs)."""
         return self.directory / name
@@ -247,7 +275,7 @@ class StateStore:
     def remove(self) -> None:
         """Delete the state file and the lab's files; the directory too once it is empty
         (files kanal did not write stay, and so does their directory)."""
-        for path in [self.path, *self.directory.glob("servers-*")]:
+        for path in [self.path, self.directory / LOCK_FILE, *self.directory.glob("servers-*")]:
             path.unlink(missing_ok=True)
         self.path.with_suffix(".tmp").unlink(missing_ok=True)
         try:
