@@ -27,7 +27,7 @@ from kanal.dataplane.nft import Nft
 from kanal.errors import LabError, ManifestError
 from kanal.model.objects import Protocol
 
-from .docs import Doc, deny_ingress, pod, policy
+from .docs import Doc, deny_ingress, namespace, pod, policy
 from .running import Running, allowed, netns_inode, running_lab
 
 pytestmark = pytest.mark.kernel
@@ -273,3 +273,13 @@ def test_a_table_that_drifted_in_the_kernel_shows_as_mismatches_and_is_reloaded(
     assert {u.kind for n, u in updates.items() if n != node} == {"delta"}
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["probes"][0]["allowed"][3][0] is True
+
+
+def test_deleting_a_namespace_deletes_its_pods_and_policies(lab: Running) -> None:
+    lab.apply([deny_ingress("z/guard")])
+    change = lab.delete([namespace("z"), pod("q/nobody")])
+    assert change.removed == ("z/a", "z/b", "z/c")
+    assert change.notes == ("Pod q/nobody is not in the lab: nothing to delete",)
+    state = lab.lab.store.load()
+    assert state is not None and not [k for k in state.documents if "/z/" in k]
+    assert all(not p.name.startswith("z/") for p in lab.lab.status().pods)

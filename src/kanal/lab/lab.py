@@ -228,11 +228,14 @@ class Lab:
         for doc in documents:
             if doc.kind == "Lab":
                 notes.append("the Lab itself is removed by `kanal lab down`, not by delete")
-            elif merged.pop(doc.key, None) is None:
+                continue
+            gone = [doc.key] if doc.key in merged else []
+            if doc.kind == "Namespace":  # also one only its pods or policies made implicit
+                gone += [k for k, d in merged.items() if d.namespace == doc.name]
+            if not gone:
                 notes.append(f"{doc.display()} is not in the lab: nothing to delete")
-            elif doc.kind == "Namespace":
-                for key in [k for k, d in merged.items() if d.namespace == doc.name]:
-                    del merged[key]
+            for key in gone:
+                del merged[key]
         return self._change(state, merged, notes=tuple(notes))
 
     def _change(
