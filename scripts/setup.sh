@@ -8,9 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 kanal=.venv/bin/kanal
-# Its own state directory and name prefix, so a lab you run yourself is never touched.
+# Its own state directory and name prefix, so a lab you run yourself is never touched; what an
+# interrupted earlier run left behind is removed first.
 export KANAL_LAB_DIR="${KANAL_LAB_DIR:-/var/lib/kanal/setup}"
-trap '"$kanal" lab down >/dev/null' EXIT
-"$kanal" lab up -f examples/three-tier --prefix kl-setup-
+prefix=kl-setup-
+"$kanal" lab down --prefix "$prefix" >/dev/null 2>&1
+trap '"$kanal" lab down --prefix "$prefix" >/dev/null' EXIT
+"$kanal" lab up -f examples/three-tier --prefix "$prefix"
 echo
 "$kanal" lab probe
