@@ -5,8 +5,11 @@ is enforced from its first packet):
 
 ```
 build_fabric:  underlay netns + bridge ─► per node: netns, lo, forwarding, eth0 on the bridge,
-                                          VTEP (vxlan) ─► peer routes (node IPAM: a block each)
-add_pods:      per pod: netns, routed /32 veth (+ with namespace IPAM: its /32 on every peer)
+                                          VTEP (vxlan) ─► every peer route of the plan (node
+                                          IPAM: a block per peer; namespace IPAM: a /32 per
+                                          remote pod)
+add_pods:      per pod: netns, routed /32 veth (pods added later under namespace IPAM: also
+               their /32 on every peer)
 ServerFleet:   one `python -m kanal.lab.servers` per node, detached, PID saved in the state
 ```
 
@@ -67,7 +70,7 @@ STOP_TIMEOUT_S = 5.0
 
 
 def build_fabric(plan: LabPlan) -> None:
-    """The underlay, every node and the routes between node blocks (node IPAM)."""
+    """The underlay, every node, and every node's peer routes (`LabPlan.routes`)."""
     create_netns(plan.underlay_netns)
     links.add_bridge(plan.underlay_netns, BRIDGE)
     for node in plan.nodes:
