@@ -205,3 +205,17 @@ def test_pods_own_udp_4789_is_stateful_on_a_vxlan_lab(netns_prefix: str, tmp_pat
     ]
     with running_lab(netns_prefix, tmp_path, docs) as running:
         running.agreeing_probe([(4789, UDP)])
+
+
+def test_a_burst_of_refused_probes_is_still_refused_not_dropped(
+    netns_prefix: str, tmp_path: Path
+) -> None:
+    """Pods that serve TCP 80 only, probed on 12 UDP and 12 SCTP ports: every refusal comes back
+    (no ICMP rate limit in lab pods), so nothing looks dropped."""
+    tcp_only = ((80, "TCP"),)
+    docs = [pod("x/a", node="node-1", ports=tcp_only), pod("x/b", node="node-2", ports=tcp_only)]
+    with running_lab(netns_prefix, tmp_path, [*docs, lab()]) as running:
+        closed = [(port, proto) for proto in (UDP, SCTP) for port in range(1001, 1013)]
+        report = running.agreeing_probe(closed, sources=["x/a"], destinations=["x/b"])
+        assert report.connections == 24
+        assert all(t.measured[0][1] for t in report.tables)

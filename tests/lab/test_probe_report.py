@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import numpy as np
+
+from kanal.engine.matrix import Matrix
 from kanal.lab.probe import (
     Mismatch,
     ProbeReport,
     ProbeTable,
+    _table,
     reached,
     report_json,
     report_junit,
@@ -92,3 +96,13 @@ def test_junit_has_a_case_per_probed_pair_and_a_failure_per_mismatch() -> None:
     ]
     failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
     assert failed == ["x/b -> x/a"]
+
+
+def test_a_pod_to_itself_is_shown_but_never_a_mismatch() -> None:
+    prediction = Matrix(9000, Protocol.SCTP, ["x/a", "x/b"], np.ones((2, 2), dtype=np.bool_))
+    timed_out = ProbeResult(False, "timed out (no INIT-ACK: dropped?)", 0.5)
+    answered = ProbeResult(False, "refused (ICMP protocol unreachable)", 0.001)
+    table = _table(prediction, [("x/a", "x/a"), ("x/a", "x/b")], [timed_out, answered])
+    assert table.mismatches == ()
+    report = ProbeReport((table,), elapsed_s=0.5, timeout_s=0.5, parallelism=2)
+    assert list(report_text(report))[4] == "| x/a       | X   | .   |"

@@ -137,9 +137,14 @@ def add_peer_routes(plan: LabPlan, node: str, routes: Iterable[PeerRoute]) -> No
 
 
 def add_pods(plan: LabPlan, pods: Sequence[PodPlan], *, peer_routes: bool) -> None:
-    """Create and wire `pods`; with `peer_routes` (namespace IPAM), route each on its peers."""
+    """Create and wire `pods`; with `peer_routes` (namespace IPAM), route each on its peers.
+
+    A pod answers every packet to a closed port with an ICMP error (`icmp_ratelimit` 0): the
+    kernel's default of about one per second per peer would turn the refusals of a burst of
+    probes into silence, which looks like a policy drop."""
     for pod in pods:
         create_netns(pod.netns)
+        links.write_sysctl(pod.netns, "net.ipv4.icmp_ratelimit", "0")
         links.add_pod_link(
             plan.node(pod.node).netns,
             pod.netns,

@@ -9,6 +9,11 @@ on that port; the engine's question is the same ("may this packet reach the pod?
 drops without an answer, so *denied* is a timeout; anything else (no route, say) is denied too
 and shows in the detail.
 
+A pod to itself is probed and shown but not compared, as upstream's e2e tests do (ignoreLoopback):
+that packet never leaves the pod's netns, so no node firewall sees it, and the engine allows it by
+definition. (SCTP to itself on a port it does not serve even times out: the prober's own raw
+socket takes the INIT, so the kernel sends no protocol-unreachable.)
+
 Every probe of every table runs in one `probe_many` batch, `parallelism` at a time: wall time is
 about (denied probes / parallelism) × timeout. Output formats: text (the measured table per
 probe, mismatching cells marked `!`, and the engine's table when they differ), JSON (the `kanal
@@ -157,7 +162,7 @@ def _table(
         i, j = index[s], index[d]
         got, want = reached(result), bool(prediction.allowed[i, j])
         measured[i][j], expected[i][j] = got, want
-        if got != want:
+        if got != want and s != d:
             mismatches.append(Mismatch(s, d, port, protocol, got, want, result.detail))
     return ProbeTable(
         port, protocol, pods, _freeze(measured), _freeze(expected), tuple(mismatches)
@@ -220,7 +225,10 @@ def _grid_lines(corner: str, pods: Sequence[str], cells: Grid, reference: Grid) 
     yield header
     yield border
     for i in rows:
-        rendered = [_cell(cells[i][j], reference[i][j]).ljust(widths[j]) for j in columns]
+        rendered = [
+            _cell(cells[i][j], reference[i][j] if i != j else None).ljust(widths[j])
+            for j in columns
+        ]
         yield f"| {pods[i].ljust(first)} |" + "".join(f" {c} |" for c in rendered)
     yield border
 
