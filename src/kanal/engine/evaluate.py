@@ -74,18 +74,23 @@ def match_rule(
 ) -> tuple[CompiledPeer | None, CompiledPort | None] | None:
     """The peer and port entries of `rule` that admit `peer` on the connection's port, or None.
     (None inside the pair: the rule has no peers / no ports, so every one matches.)"""
+    # Plain loops, not next(generator): this runs once per rule of every chain on every verdict.
     matched_port: CompiledPort | None = None
     if rule.ports is not None:
         dst: Pod | None = conn.destination.pod
-        matched_port = next(
-            (p for p in rule.ports if p.matches(conn.port, conn.protocol, dst)), None
-        )
-        if matched_port is None:
+        for port in rule.ports:
+            if port.matches(conn.port, conn.protocol, dst):
+                matched_port = port
+                break
+        else:
             return None
     matched_peer: CompiledPeer | None = None
     if rule.peers is not None:
-        matched_peer = next((p for p in rule.peers if _peer_matches(source, p, peer)), None)
-        if matched_peer is None:
+        for candidate in rule.peers:
+            if _peer_matches(source, candidate, peer):
+                matched_peer = candidate
+                break
+        else:
             return None
     return matched_peer, matched_port
 
@@ -114,8 +119,9 @@ def _first_match(
     peer: Endpoint,
     conn: Connection,
 ) -> Step | None:
+    ingress = direction is Direction.INGRESS
     for policy in policies:
-        for rule in policy.rules(direction):
+        for rule in policy.ingress if ingress else policy.egress:
             found = match_rule(source, rule, peer, conn)
             if found is not None:
                 return _step(policy, rule, found)
