@@ -338,7 +338,7 @@ class PolicyEngine:
         address means that pod, with that address)."""
         if isinstance(spec, str) and "/" in spec:
             pod = self.pod(spec)
-            return Endpoint(None, pod, self._groups.group_of(pod.key))
+            return Endpoint(None, pod, self._groups.group_of(PodKey(spec)))
         ip = spec if not isinstance(spec, str) else _parse_ip(spec)
         owner = self._pod_by_ip.get(ip)
         if owner is not None:
@@ -351,8 +351,10 @@ class PolicyEngine:
     ) -> Connection:
         src, dst = self.endpoint(source), self.endpoint(destination)
         src_ip, dst_ip = _address_pair(src, dst)
-        src = Endpoint(src_ip, src.pod, src.group, src.node)
-        dst = Endpoint(dst_ip, dst.pod, dst.group, dst.node)
+        if src_ip is not src.ip:
+            src = Endpoint(src_ip, src.pod, src.group, src.node)
+        if dst_ip is not dst.ip:
+            dst = Endpoint(dst_ip, dst.pod, dst.group, dst.node)
         return Connection(src, dst, port, protocol)
 
     def explain(
@@ -419,6 +421,8 @@ def _primary_ip(ips: Iterable[IPAddress]) -> IPAddress | None:
 def _address_pair(src: Endpoint, dst: Endpoint) -> tuple[IPAddress | None, IPAddress | None]:
     """The addresses a real packet would carry: one family for both ends, IPv4 preferred."""
     src_ips, dst_ips = _candidates(src), _candidates(dst)
+    if len(src_ips) == 1 and len(dst_ips) == 1 and src_ips[0].version == dst_ips[0].version:
+        return src_ips[0], dst_ips[0]  # the common case, and what the loop below would choose
     for version in (4, 6):
         s = next((ip for ip in src_ips if ip.version == version), None)
         d = next((ip for ip in dst_ips if ip.version == version), None)
