@@ -190,11 +190,6 @@ def test_down_leaves_a_lab_whose_prefix_extends_its_own(netns_prefix: str, tmp_p
         second.agreeing_probe([(80, TCP)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the renderer's `udp dport 4789 notrack` (raw prerouting) also matches pod traffic to "
-    "port 4789, so its replies are judged as new connections; it should match the underlay only",
-)
 def test_pods_own_udp_4789_is_stateful_on_a_vxlan_lab(netns_prefix: str, tmp_path: Path) -> None:
     vxlan_port = ((4789, "UDP"),)
     docs = [

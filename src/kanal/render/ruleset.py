@@ -291,9 +291,7 @@ class _NodeRenderer:
         chains = [Chain(FORWARD, _forward_rules(self.families), Hook("forward", "filter"))]
         port = self.options.vxlan_port
         if port is not None:
-            notrack = (Rule((f"udp dport {port}",), verdict="notrack"),)
-            chains.append(Chain(ChainName("raw_prerouting"), notrack, Hook("prerouting", "raw")))
-            chains.append(Chain(ChainName("raw_output"), notrack, Hook("output", "raw")))
+            chains.extend(_underlay_notrack(port))
         return chains
 
     def _sorted_chains(self) -> list[Chain]:
@@ -337,6 +335,21 @@ class _DispatchBuilder:
         yield Rule(guard, verdict=f"jump {chain}")
         if self.egress:
             yield self.allowed
+
+
+def _underlay_notrack(port: int) -> list[Chain]:
+    """Keep the VXLAN underlay out of conntrack (LINUX-NOTES: about 2 entries per pod flow per
+    node otherwise), and only the underlay: a pod's own UDP flow to `port` must stay stateful.
+
+    Arriving, the outer packet is addressed to this node (`fib daddr type local`), while pod
+    traffic, decapsulated or not, is addressed to a pod. Leaving, only locally generated packets
+    pass the output hook: the kernel's encapsulation does, forwarded pod traffic never does."""
+    arriving = Rule(("fib daddr type local", f"udp dport {port}"), verdict="notrack")
+    leaving = Rule((f"udp dport {port}",), verdict="notrack")
+    return [
+        Chain(ChainName("raw_prerouting"), (arriving,), Hook("prerouting", "raw")),
+        Chain(ChainName("raw_output"), (leaving,), Hook("output", "raw")),
+    ]
 
 
 def _forward_rules(families: tuple[int, ...]) -> tuple[Rule, ...]:
