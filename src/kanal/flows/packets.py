@@ -1,0 +1,100 @@
+"""The addresses, protocol and ports of a packet's first bytes (IPv4 or IPv6, then TCP, UDP or
+SCTP), as NFLOG copies them: just enough to name a connection. Pure.
+
+A fragment other than the first has no transport header, and ICMP has no ports: both give a
+`FiveTuple` with ports None. Bytes that are not a plausible IP header give None, never a guess.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from kanal.model.objects import IPAddress
+
+TCP, UDP, SCTP, ICMP, ICMPV6 = 6, 17, 132, 1, 58
+PORTED = frozenset({TCP, UDP, SCTP})
+PROTOCOL_NAMES = {TCP: "TCP", UDP: "UDP", SCTP: "SCTP", ICMP: "ICMP", ICMPV6: "ICMPv6"}
+
+_IPV6_EXTENSIONS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
+_IPV6_FRAGMENT = 44
+_IPV6_AH = 51
+_PORTS = struct.Struct(">HH")
+
+
+def protocol_name(number: int) -> str:
+    return PROTOCOL_NAMES.get(number, str(number))
+
+
+@dataclass(frozen=True, slots=True)
+class FiveTuple:
+    """One direction of a connection, as the packet that opened it carries it."""
+
+    src: IPAddress
+    dst: IPAddress
+    protocol: int
+    sport: int | None = None
+    dport: int | None = None
+
+    @property
+    def key(self) -> tuple[int, IPAddress, int | None, IPAddress, int | None]:
+        """What a conntrack original tuple is matched on."""
+        return (self.protocol, self.src, self.sport, self.dst, self.dport)
+
+
+def parse_ip_packet(data: bytes) -> FiveTuple | None:
+    """The five-tuple of an IPv4 or IPv6 packet (by its version nibble), or None."""
+    if not data:
+        return None
+    version = data[0] >> 4
+    if version == 4:
+        return _ipv4(data)
+    if version == 6:
+        return _ipv6(data)
+    return None
+
+
+def _ipv4(data: bytes) -> FiveTuple | None:
+    header = (data[0] & 0x0F) * 4
+    if header < 20 or len(data) < header:
+        return None
+    protocol = data[9]
+    src = ipaddress.IPv4Address(data[12:16])
+    dst = ipaddress.IPv4Address(data[16:20])
+    fragment_offset = struct.unpack_from(">H", data, 6)[0] & 0x1FFF
+    if fragment_offset:
+        return FiveTuple(src, dst, protocol)
+    return _with_ports(FiveTuple(src, dst, protocol), data, header)
+
+
+def _ipv6(data: bytes) -> FiveTuple | None:
+    if len(data) < 40:
+        return None
+    src = ipaddress.IPv6Address(data[8:24])
+    dst = ipaddress.IPv6Address(data[24:40])
+    protocol, offset = data[6], 40
+    while protocol in _IPV6_EXTENSIONS or protocol in (_IPV6_FRAGMENT, _IPV6_AH):
+        if offset + 8 > len(data):
+            return FiveTuple(src, dst, protocol)
+        following = data[offset]
+        if protocol == _IPV6_FRAGMENT:
+            if struct.unpack_from(">H", data, offset + 2)[0] & 0xFFF8:
+                return FiveTuple(src, dst, following)  # not the first fragment: no ports
+            length = 8
+        elif protocol == _IPV6_AH:
+            length = (data[offset + 1] + 2) * 4
+        else:
+            length = (data[offset + 1] + 1) * 8
+        protocol, offset = following, offset + length
+    return _with_ports(FiveTuple(src, dst, protocol), data, offset)
+
+
+def _with_ports(bare: FiveTuple, data: bytes, offset: int) -> FiveTuple:
+    if bare.protocol not in PORTED or offset + 4 > len(data):
+        return bare
+    sport, dport = _PORTS.unpack_from(data, offset)
+    return FiveTuple(bare.src, bare.dst, bare.protocol, sport, dport)
+
+
+__all__ = ["PORTED", "SCTP", "TCP", "UDP", "FiveTuple", "parse_ip_packet", "protocol_name"]
