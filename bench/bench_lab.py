@@ -1,7 +1,7 @@
 """Benchmark `kanal lab`: real namespaces, real nftables, real packets (issue 4 §5). Needs root.
 
 ```
-python bench/bench_lab.py [--only up,load,probe,traffic] [--repeat 3] [--rounds 3]
+python bench/bench_lab.py [--only up,load,probe,traffic] [--repeat 3] [--rounds 4]
                           [--iperf-seconds 5] [--conn-seconds 3] [--policies 1000] [--json out.json]
 ```
 
@@ -67,7 +67,7 @@ from kanal.render import render_node, table_text
 
 T = TypeVar("T")
 Doc = dict[str, Any]
-SECTIONS = ("up", "load", "probe", "traffic")
+SECTIONS = ("up", "load", "probe", "traffic", "sweep")
 IPERF_PORT = 5201
 CONN_PORT = 5202
 CLIENT = "fan-0/api-0"
@@ -607,10 +607,12 @@ def _ratios(steps: list[dict[str, Any]], key: str) -> list[float]:
 
 
 def measure_traffic(
-    prefix: str, workdir: Path, *, policies: int = 1000, rounds: int = 3,
+    prefix: str, workdir: Path, *, policies: int = 1000, rounds: int = 4,
     iperf_s: float = 5.0, conn_s: float = 3.0, allow_first: bool = False,
 ) -> dict[str, Any]:
-    where = workdir / "traffic"
+    """iperf3 (skipped when `iperf_s` is 0) and new connections per second, `rounds` ABBA
+    pairs without and with the fan-in cluster's `policies`."""
+    where = workdir / f"traffic-{policies}-{'first' if allow_first else 'last'}"
     docs = [*fan_in_namespaces(), *fan_in_pods(1, pinned=True), lab_doc("bench-traffic", 3)]
     servers: list[subprocess.Popen[bytes]] = []
     with lab_session(prefix, where, docs) as lab:
@@ -620,13 +622,15 @@ def measure_traffic(
             nodes = {p.name: p.node for p in (client, server)}
             policy_docs = fan_in_policies(policies, allow_first=allow_first)
             policy_file = write_docs(where / "policies.yaml", policy_docs)
-            servers.append(subprocess.Popen(
-                in_netns(server.netns, "iperf3", "-s", "-B", server.ip, "-p", str(IPERF_PORT)),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            if iperf_s > 0:
+                servers.append(subprocess.Popen(
+                    in_netns(server.netns, "iperf3", "-s", "-B", server.ip, "-p",
+                             str(IPERF_PORT)),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                wait_listening(server.netns, IPERF_PORT)
             servers.append(subprocess.Popen(
                 in_netns(server.netns, sys.executable, "-c", CONN_SERVER, server.ip,
                          str(CONN_PORT)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_listening(server.netns, IPERF_PORT)
             wait_listening(server.netns, CONN_PORT)
             applied, applies, deletes, walk = False, [], [], {}
             steps = []
@@ -639,18 +643,20 @@ def measure_traffic(
                     wall, _ = timed(lambda: lab.delete([policy_file]))
                     deletes.append(wall)
                 applied = on
-                step = {"policies": on,
-                        "iperf": run_iperf(client.netns, client.ip, server.ip, iperf_s),
-                        "conn": run_connections(client.netns, client.ip, server.ip, conn_s),
-                        "load": loadavg()}
-                step["gbps"] = step["iperf"]["bits_per_second"] / 1e9
+                step: dict[str, Any] = {"policies": on}
+                if iperf_s > 0:
+                    step["iperf"] = run_iperf(client.netns, client.ip, server.ip, iperf_s)
+                    step["gbps"] = step["iperf"]["bits_per_second"] / 1e9
+                step["conn"] = run_connections(client.netns, client.ip, server.ip, conn_s)
                 step["conn_per_s"] = step["conn"]["per_second"]
+                step["load"] = loadavg()
                 steps.append(step)
-                log(f"  policies={on}: {step['gbps']:.2f} Gbit/s, "
+                gbps = f"{step['gbps']:.2f} Gbit/s, " if "gbps" in step else ""
+                log(f"  {policies} policies {'on' if on else 'off'}: {gbps}"
                     f"{step['conn_per_s']:.0f} conn/s, load {step['load']:.1f}")
         finally:
             stop(servers)
-    return {
+    result = {
         "policies": policies,
         "allow": "first" if allow_first else "last",
         "nodes": nodes,
@@ -658,15 +664,31 @@ def measure_traffic(
         "apply_s": summary(applies) if applies else None,
         "delete_s": summary(deletes) if deletes else None,
         "steps": steps,
-        "gbps": {str(on): summary([s["gbps"] for s in steps if s["policies"] is on])
-                 for on in (False, True)},
-        "conn_per_s": {str(on): summary([s["conn_per_s"] for s in steps if s["policies"] is on])
-                       for on in (False, True)},
-        "gbps_ratio": summary(_ratios(steps, "gbps")),
-        "conn_ratio": summary(_ratios(steps, "conn_per_s")),
         "failed_connections": sum(s["conn"]["failed"] for s in steps),
         "server_pids": [p.pid for p in servers],
     }
+    for key in ("gbps", "conn_per_s"):
+        if all(key in s for s in steps):
+            result[key] = {str(on): summary([s[key] for s in steps if s["policies"] is on])
+                           for on in (False, True)}
+            result[f"{key}_ratio"] = summary(_ratios(steps, key))
+    without, with_ = (result["conn_per_s"][k]["median"] for k in ("False", "True"))
+    walked = sum(w["rules"] for w in walk.values())
+    result["first_packet_us"] = 1e6 * (1 / with_ - 1 / without)
+    result["ns_per_rule"] = 1e3 * result["first_packet_us"] / walked if walked else None
+    return result
+
+
+def measure_sweep(
+    prefix: str, workdir: Path, counts: Sequence[int], *, rounds: int = 2, conn_s: float = 3.0
+) -> list[dict[str, Any]]:
+    """New connections/s for several policy counts (the allowing policy last), and the best
+    case at the largest count (it first): what one NEW packet costs per rule it walks."""
+    runs = [measure_traffic(prefix, workdir, policies=n, rounds=rounds, iperf_s=0,
+                            conn_s=conn_s) for n in counts]
+    runs.append(measure_traffic(prefix, workdir, policies=max(counts), rounds=rounds, iperf_s=0,
+                                conn_s=conn_s, allow_first=True))
+    return runs
 
 
 def _walks(lab: Lab, client_ip: str, server_ip: str) -> dict[str, dict[str, int]]:
@@ -698,7 +720,8 @@ def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 def _s(stat: dict[str, Any], unit: str = "s", digits: int = 2) -> str:
     """`median unit (min–max, n runs)`."""
     low, high = f"{stat['min']:.{digits}f}", f"{stat['max']:.{digits}f}"
-    return f"{stat['median']:.{digits}f} {unit} ({low}–{high}, {len(stat['runs'])} runs)"
+    unit = f" {unit}" if unit else ""
+    return f"{stat['median']:.{digits}f}{unit} ({low}–{high}, {len(stat['runs'])} runs)"
 
 
 def _ms(stat: dict[str, Any]) -> str:
@@ -776,12 +799,30 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("new TCP connections/s across nodes, no policy", _s(cn["False"], "/s", 0),
                      "–", "–"))
         rows.append((f"… with {t['policies']:,} policies", _s(cn["True"], "/s", 0), "–", "–"))
-        rows.append(("… ratio with / without (per ABBA pair)", _s(t["conn_ratio"], ""),
-                     f"≥ {CONN_TARGET}", _met(t["conn_ratio"]["median"] >= CONN_TARGET)))
+        rows.append(("… ratio with / without (per ABBA pair)", _s(t["conn_per_s_ratio"], ""),
+                     f"≥ {CONN_TARGET}", _met(t["conn_per_s_ratio"]["median"] >= CONN_TARGET)))
+        rows.append(("… what the policies add to one connection (from the medians)",
+                     _cost(t), "–", "–"))
         if t["apply_s"]:
             rows.append((f"kanal lab apply of the {t['policies']:,} policies (running lab)",
                          _s(t["apply_s"]), "–", "–"))
+    for t in results.get("sweep", []):
+        walked = sum(w["rules"] for w in t["walk"].values())
+        rows.append((
+            f"new connections/s with / without {t['policies']:,} policies, allowing policy "
+            f"sorted {t['allow']} ({walked:,} rules in the two dispatch chains and their "
+            "policy chains)",
+            f"{_s(t['conn_per_s_ratio'], '')}; {_cost(t)}", f"≥ {CONN_TARGET}",
+            _met(t["conn_per_s_ratio"]["median"] >= CONN_TARGET)))
     return rows
+
+
+def _cost(t: dict[str, Any]) -> str:
+    """Extra time per connection; per rule only when every rule is walked (allow last)."""
+    per_rule = ""
+    if t["ns_per_rule"] is not None and t["allow"] == "last":
+        per_rule = f", {t['ns_per_rule']:.0f} ns per rule walked"
+    return f"{t['first_packet_us']:+.1f} µs per connection{per_rule}"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -800,6 +841,7 @@ def commands(args: argparse.Namespace, sections: Sequence[str]) -> list[str]:
         "traffic": (f"--rounds {args.rounds} --policies {args.policies} "
                     f"--iperf-seconds {args.iperf_seconds:g} --conn-seconds {args.conn_seconds:g}"
                     + (" --allow-first" if args.allow_first else "")),
+        "sweep": f"--sweep {args.sweep} --conn-seconds {args.conn_seconds:g}",
     }
     return [f"{base} --only {s} {extra[s]}" for s in sections]
 
@@ -825,6 +867,10 @@ def run(args: argparse.Namespace, sections: Sequence[str]) -> dict[str, Any]:
                 prefix, workdir, policies=args.policies, rounds=args.rounds,
                 iperf_s=args.iperf_seconds, conn_s=args.conn_seconds,
                 allow_first=args.allow_first)
+        if "sweep" in sections:
+            counts = [int(n) for n in args.sweep.split(",")]
+            log(f"sweep: new connections/s at {counts} policies")
+            results["sweep"] = measure_sweep(prefix, workdir, counts, conn_s=args.conn_seconds)
     finally:
         ensure_clean(prefix)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -838,13 +884,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help="comma-separated sections (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of up, load and probe")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=4,
                         help="ABBA pairs of traffic runs (each pair: without and with)")
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--iperf-seconds", type=float, default=5.0)
     parser.add_argument("--conn-seconds", type=float, default=3.0)
     parser.add_argument("--allow-first", action="store_true",
                         help="traffic: the allowing policies sort first (best case), not last")
+    parser.add_argument("--sweep", default="100,300,1000",
+                        help="sweep: policy counts for new connections/s (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="generate.py's seed (load)")
     parser.add_argument("--json", type=Path, help="write every raw number here ('-': stdout)")
     args = parser.parse_args(argv)

@@ -23,6 +23,7 @@ from bench_lab import (  # noqa: E402
     markdown_table,
     measure_load_section,
     measure_probe,
+    measure_sweep,
     measure_traffic,
     measure_up,
 )
@@ -67,6 +68,7 @@ def test_every_section_runs_small_and_leaves_nothing(netns_prefix: str, tmp_path
                                timeout_s=0.3),
         "traffic": measure_traffic(prefix, tmp_path, policies=20, rounds=1, iperf_s=1,
                                    conn_s=0.3),
+        "sweep": measure_sweep(prefix, tmp_path, [4, 10], rounds=1, conn_s=0.2),
     }
     assert list_netns(prefix) == []
 
@@ -89,6 +91,9 @@ def test_every_section_runs_small_and_leaves_nothing(netns_prefix: str, tmp_path
     assert not [pid for pid in traffic["server_pids"] if Path(f"/proc/{pid}").exists()]
 
     table = markdown_table(results)
-    for metric in ("lab up", "render + atomic load", "probe matrix", "iperf3", "connections/s"):
+    assert [(t["policies"], t["allow"]) for t in results["sweep"]] == [
+        (4, "last"), (10, "last"), (10, "first")]
+    for metric in ("lab up", "render + atomic load", "probe matrix", "iperf3", "connections/s",
+                   "sorted first"):
         assert metric in table
     json.dumps(results)
