@@ -1,0 +1,322 @@
+"""Kernel events -> flow records, through the engine. Pure: no sockets, no clock, no store.
+
+```
+LogEvent (prefix, packet) ──log table──► Decision (what the kernel's rule was)
+                          ──engine──────► pods of both addresses, explain's deciding step of
+                                          that direction (agrees? its sentence), groups
+                                          └──► FlowRecord
+CtEvent DESTROY ──────────────────────► Completion (bytes, packets, first to last packet)
+CtEvent NEW, no log event seen ───────► FlowRecord per local, unlogged direction (the engine
+                                         says why nothing of ours judged it: not isolated)
+```
+
+The decision is always the kernel's (the log id of the rule that fired); the engine names the
+pods and words the decision with `kanal explain`'s own sentence, and says whether it agrees.
+They can only disagree while the table in the kernel and the manifests the collector loaded
+differ (a reload in flight): such a record says so in its summary and is counted in
+`disagreements`.
+
+What is cached: everything about a flow except its time and source port, per (log id,
+addresses, destination port, protocol), for one engine state (a new `Attributor` per reload).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kanal.engine import DirectionDecision, Endpoint, PolicyEngine, Step
+from kanal.engine.verdict import Verdict as EngineVerdict
+from kanal.engine.wording import explain_lines
+from kanal.flows.conntrack import CtEvent, idle_timeout
+from kanal.flows.nflog import LogEvent
+from kanal.flows.packets import FiveTuple, protocol_name
+from kanal.flows.records import Completion, Decision, FlowRecord, Peer, Source
+from kanal.model.objects import Direction, IPAddress, PolicyKey, Protocol
+from kanal.render.ir import LogEntry
+from kanal.render.names import LOG_PREFIX, LogId
+
+ENGINE_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+CACHE_LIMIT = 100_000
+
+
+class UnknownLogIdError(LookupError):
+    """A `k:` prefix that is not in the log table: the kernel runs a table the collector has not
+    loaded yet (reload), or a different one (report it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A record minus its time and source port."""
+
+    src: Peer
+    dst: Peer
+    decision: Decision
+    summary: str
+    src_group: str
+    dst_group: str
+    agrees: bool
+
+
+def decision_of(entry: LogEntry) -> Decision:
+    return Decision(
+        direction=entry.direction,
+        outcome=entry.outcome,
+        tier=entry.tier,
+        policy=entry.policy,
+        rule_index=entry.rule_index,
+        rule_name=entry.rule_name,
+        isolating=entry.isolating,
+        fail_closed=entry.fail_closed,
+        log_id=entry.id,
+    )
+
+
+def decision_of_step(step: Step, direction: Direction) -> Decision:
+    return Decision(
+        direction=direction,
+        outcome=step.outcome,
+        tier=step.tier,
+        policy=step.policy,
+        rule_index=step.rule_index,
+        rule_name=step.rule_name,
+        isolating=step.isolating,
+    )
+
+
+def same_decision(decision: Decision, step: Step) -> bool:
+    """Does the engine's deciding `step` name the same rule (or default) as `decision`?"""
+    if decision.fail_closed:
+        return step.policy == decision.policy and step.rule_index == decision.rule_index
+    return (step.outcome, step.tier, step.policy, step.rule_index, step.isolating) == (
+        decision.outcome, decision.tier, decision.policy, decision.rule_index, decision.isolating
+    )
+
+
+class Attributor:
+    """Attribution for one engine state and one node's log table.
+
+    `disagreements` counts records whose kernel decision and engine decision differ.
+    """
+
+    def __init__(
+        self, engine: PolicyEngine, log_table: Mapping[LogId, LogEntry], *, node: str
+    ) -> None:
+        self.engine = engine
+        self.log_table = log_table
+        self.node = node
+        self.disagreements = 0
+        self._templates: dict[tuple[object, ...], _Template] = {}
+        self._groups: dict[object, str] = {}
+        self._verdicts: dict[tuple[object, ...], EngineVerdict] = {}
+
+    # -- NFLOG ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def is_ours(event: LogEvent) -> bool:
+        return event.prefix.startswith(LOG_PREFIX)
+
+    def on_log(self, event: LogEvent) -> FlowRecord | None:
+        """The record of one logged packet; None when it is not ours or carries no IP header.
+        Raises UnknownLogIdError for a `k:` id missing from the log table."""
+        packet = event.packet
+        if packet is None or not self.is_ours(event):
+            return None
+        key = (event.prefix, packet.src, packet.dst, packet.dport, packet.protocol)
+        template = self._templates.get(key)
+        if template is None:
+            entry = self.log_table.get(LogId(event.prefix))
+            if entry is None:
+                raise UnknownLogIdError(event.prefix)
+            template = self._template(decision_of(entry), packet)
+            self._remember(key, template)
+        if not template.agrees:
+            self.disagreements += 1
+        return self._record(template, packet, time=event.time, source=Source.NFLOG)
+
+    def _remember(self, key: tuple[object, ...], template: _Template) -> None:
+        if len(self._templates) >= CACHE_LIMIT:
+            self._templates.clear()
+        self._templates[key] = template
+
+    def _record(
+        self, template: _Template, packet: FiveTuple, *, time: float, source: Source
+    ) -> FlowRecord:
+        src = template.src
+        return FlowRecord(
+            time=time,
+            node=self.node,
+            protocol=protocol_name(packet.protocol),
+            src=Peer(src.ip, packet.sport, src.namespace, src.pod, src.labels, src.node),
+            dst=template.dst,
+            decision=template.decision,
+            summary=template.summary,
+            source=source,
+            src_group=template.src_group,
+            dst_group=template.dst_group,
+        )
+
+    def _template(self, decision: Decision, packet: FiveTuple) -> _Template:
+        src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
+        verdict = self._explain(packet)
+        step = None if verdict is None else _decision_of(verdict, decision.direction).deciding
+        agrees = step is None or same_decision(decision, step)
+        summary = _summary(decision, verdict, agrees=agrees)
+        peer_text = step.peer if step is not None else None
+        return _Template(
+            src=_peer(src, None),
+            dst=_peer(dst, packet.dport),
+            decision=decision,
+            summary=summary,
+            src_group=self.group(src, peer_text),
+            dst_group=self.group(dst, peer_text),
+            agrees=agrees,
+        )
+
+    def _explain(self, packet: FiveTuple) -> EngineVerdict | None:
+        """The engine's verdict on the packet's connection (None without ports: the engine
+        judges only TCP, UDP and SCTP ports)."""
+        protocol = ENGINE_PROTOCOLS.get(protocol_name(packet.protocol))
+        if protocol is None or packet.dport is None:
+            return None
+        key = (packet.src, packet.dst, packet.dport, protocol)
+        found = self._verdicts.get(key)
+        if found is None:
+            found = self.engine.explain(packet.src, packet.dst, packet.dport, protocol)
+            if len(self._verdicts) >= CACHE_LIMIT:
+                self._verdicts.clear()
+            self._verdicts[key] = found
+        return found
+
+    # -- groups --------------------------------------------------------------------------------
+
+    def group(self, endpoint: Endpoint, peer_text: str | None = None) -> str:
+        """What the graph groups this endpoint under: `ns` or `ns (policies selecting it)` for
+        a pod, `node NAME`, the ipBlock/networks peer an external address matched, or `world`."""
+        if endpoint.pod is not None and endpoint.group is not None:
+            return self._pod_group(endpoint.pod.namespace, endpoint.group)
+        if endpoint.node is not None:
+            return f"node {endpoint.node.name}"
+        if peer_text and peer_text.startswith(("ipBlock ", "networks ")):
+            return peer_text
+        assert endpoint.ip is not None, "an endpoint without a pod has an address"
+        return self._range_group(endpoint.ip)
+
+    def _pod_group(self, namespace: str, group: int) -> str:
+        found = self._groups.get(group)
+        if found is None:
+            keys: set[PolicyKey] = set()
+            for direction in Direction:
+                chain = self.engine.chain(group, direction)
+                keys.update(p.key for p in (*chain.admin, *chain.network))
+                if chain.baseline is not None:
+                    keys.add(chain.baseline.key)
+            found = f"{namespace} ({', '.join(sorted(keys))})" if keys else namespace
+            self._groups[group] = found
+        return found
+
+    def _range_group(self, ip: IPAddress) -> str:
+        found = self._groups.get(ip)
+        if found is None:
+            texts = sorted(
+                peer.text
+                for policy in self.engine.policies()
+                for rule in (*policy.ingress, *policy.egress)
+                for peer in rule.peers or ()
+                if peer.ranges and any(r.contains(ip) for r in peer.ranges)
+            )
+            found = texts[0] if texts else "world"
+            self._groups[ip] = found
+        return found
+
+    # -- conntrack -----------------------------------------------------------------------------
+
+    def on_unlogged(
+        self, event: CtEvent, *, logged: frozenset[Direction] = frozenset()
+    ) -> list[FlowRecord]:
+        """Records for a connection conntrack saw but no log rule judged, one per direction
+        whose subject is a pod on this node (directions in `logged` had a log event)."""
+        packet = event.original
+        src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
+        wanted = [
+            direction
+            for direction, subject in ((Direction.EGRESS, src), (Direction.INGRESS, dst))
+            if direction not in logged and self._is_local_pod(subject)
+        ]
+        verdict = self._explain(packet) if wanted else None
+        if verdict is None:
+            return []
+        time = event.start if event.start is not None else event.time
+        records = []
+        for direction in wanted:
+            step = _decision_of(verdict, direction).deciding
+            template = _Template(
+                src=_peer(src, None), dst=_peer(dst, packet.dport),
+                decision=decision_of_step(step, direction),
+                summary=_direction_sentence(verdict, direction),
+                src_group=self.group(src, step.peer), dst_group=self.group(dst, step.peer),
+                agrees=True,
+            )
+            records.append(self._record(template, packet, time=time, source=Source.CONNTRACK))
+        return records
+
+    def _is_local_pod(self, endpoint: Endpoint) -> bool:
+        return endpoint.pod is not None and endpoint.pod.node_name == self.node
+
+
+def completion(
+    event: CtEvent, *, started: float, timeouts: Mapping[str, float]
+) -> Completion:
+    """Bytes and packets of both directions, and the time from the first packet to the last:
+    an expired entry's stop time is its last packet plus the timeout of its final state (exact
+    for entries that expire, which is how connections end; `conntrack -D` or a flush ends an
+    entry early and the duration then comes out short by up to that timeout)."""
+    start = event.start if event.start is not None else started
+    stop = event.stop if event.stop is not None else event.time
+    last = max(start, stop - idle_timeout(event, dict(timeouts)))
+    counters = event.counters
+    return Completion(end=last, duration=last - start, bytes=counters.bytes,
+                      packets=counters.packets)
+
+
+def _decision_of(verdict: EngineVerdict, direction: Direction) -> DirectionDecision:
+    return verdict.egress if direction is Direction.EGRESS else verdict.ingress
+
+
+def _peer(endpoint: Endpoint, port: int | None) -> Peer:
+    pod = endpoint.pod
+    ip = str(endpoint.ip) if endpoint.ip is not None else ""
+    if pod is not None:
+        return Peer(ip, port, pod.namespace, pod.name, dict(pod.labels))
+    node = endpoint.node.name if endpoint.node is not None else None
+    return Peer(ip, port, node=node)
+
+
+def _summary(decision: Decision, verdict: EngineVerdict | None, *, agrees: bool) -> str:
+    if verdict is None:
+        return decision.describe()
+    sentence = _direction_sentence(verdict, decision.direction)
+    if agrees:
+        return sentence
+    return (f"the kernel's rule: {decision.describe()}; the loaded manifests say: {sentence} "
+            "(the table in the kernel and the collector's manifests differ)")
+
+
+def _direction_sentence(verdict: EngineVerdict, direction: Direction) -> str:
+    """`kanal explain`'s sentence for the deciding step of `direction`: the last step line
+    under its `egress at …:` / `ingress at …:` heading."""
+    heading = f"{direction.value.lower()} at "
+    lines = explain_lines(verdict)
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    steps = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
+    block = len(_decision_of(verdict, direction).steps)
+    return steps[block - 1]
+
+__all__ = [
+    "Attributor",
+    "UnknownLogIdError",
+    "completion",
+    "decision_of",
+    "decision_of_step",
+    "same_decision",
+]
