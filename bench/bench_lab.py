@@ -1,8 +1,9 @@
 """Benchmark `kanal lab`: real namespaces, real nftables, real packets (issue 4 §5). Needs root.
 
 ```
-python bench/bench_lab.py [--only up,load,probe,traffic] [--repeat 3] [--rounds 4]
-                          [--iperf-seconds 5] [--conn-seconds 3] [--policies 1000] [--json out.json]
+python bench/bench_lab.py [--only up,load,probe,traffic,sweep] [--repeat 3] [--rounds 4]
+                          [--iperf-seconds 5] [--conn-seconds 3] [--policies 1000]
+                          [--sweep 100,300,1000] [--allow-first] [--json out.json]
 ```
 
 Sections (each can run alone with `--only`):
@@ -20,6 +21,9 @@ traffic  the fan-in cluster, one pod of it per template, on 3 nodes: client fan-
          node-1, server fan-1/api-0 on node-2 (VXLAN between them); iperf3 (one TCP stream)
          and new connections per second (connect + RST close, sequential) with the policies
          applied vs deleted, in ABBA order (none, with, with, none, ...) so drift cancels
+sweep    new connections per second alone, the same way, for each `--sweep` policy count with
+         the allowing policies last, and once more at the largest count with them first:
+         the extra time per connection divided by the rules walked prices one rule
 ```
 
 The fan-in cluster: 5 namespaces × 2 apps (`api`, `db`) = 10 templates; N policies, 40% in
@@ -756,8 +760,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("… policy chains a pod's dispatch chain jumps to (median / max)",
                      f"ingress {w['ingress']['chains_median']:g} / {w['ingress']['chains_max']}, "
                      f"egress {w['egress']['chains_median']:g} / {w['egress']['chains_max']} "
-                     f"(rules to the end: ingress {w['ingress']['rules_max']}, egress "
-                     f"{w['egress']['rules_max']} at most)", "–", "–"))
+                     f"(rules to the chain's end: ingress {w['ingress']['rules_median']:g} / "
+                     f"{w['ingress']['rules_max']}, egress {w['egress']['rules_median']:g} / "
+                     f"{w['egress']['rules_max']})", "–", "–"))
         scaling = results["load"]["scaling"]
         pods = " / ".join(f"{r['pods']:,}" for r in scaling)
         shape = [(r["kernel"]["chains"], r["kernel"]["rules"]) for r in scaling]
@@ -841,7 +846,8 @@ def commands(args: argparse.Namespace, sections: Sequence[str]) -> list[str]:
         "traffic": (f"--rounds {args.rounds} --policies {args.policies} "
                     f"--iperf-seconds {args.iperf_seconds:g} --conn-seconds {args.conn_seconds:g}"
                     + (" --allow-first" if args.allow_first else "")),
-        "sweep": f"--sweep {args.sweep} --conn-seconds {args.conn_seconds:g}",
+        "sweep": (f"--sweep {args.sweep} --rounds {args.rounds} "
+                  f"--conn-seconds {args.conn_seconds:g}"),
     }
     return [f"{base} --only {s} {extra[s]}" for s in sections]
 
@@ -870,7 +876,8 @@ def run(args: argparse.Namespace, sections: Sequence[str]) -> dict[str, Any]:
         if "sweep" in sections:
             counts = [int(n) for n in args.sweep.split(",")]
             log(f"sweep: new connections/s at {counts} policies")
-            results["sweep"] = measure_sweep(prefix, workdir, counts, conn_s=args.conn_seconds)
+            results["sweep"] = measure_sweep(prefix, workdir, counts, rounds=args.rounds,
+                                             conn_s=args.conn_seconds)
     finally:
         ensure_clean(prefix)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -885,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated sections (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of up, load and probe")
     parser.add_argument("--rounds", type=int, default=4,
-                        help="ABBA pairs of traffic runs (each pair: without and with)")
+                        help="traffic and sweep: ABBA pairs of runs (each: without and with)")
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--iperf-seconds", type=float, default=5.0)
     parser.add_argument("--conn-seconds", type=float, default=3.0)
