@@ -235,7 +235,9 @@ class Attributor:
         self, event: CtEvent, *, logged: frozenset[Direction] = frozenset()
     ) -> list[FlowRecord]:
         """Records for a connection conntrack saw but no log rule judged, one per direction
-        whose subject is a pod on this node (directions in `logged` had a log event)."""
+        whose subject is a pod on this node (directions in `logged` had a log event). Such a
+        direction has no dispatch entry here, so the engine must say it is allowed (not
+        isolated); if it says otherwise, nothing is recorded and `disagreements` counts it."""
         packet = event.original
         src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
         wanted = [
@@ -250,6 +252,11 @@ class Attributor:
         records = []
         for direction in wanted:
             step = _decision_of(verdict, direction).deciding
+            if not step.outcome.allows:
+                # conntrack confirmed it, so the kernel allowed it: the engine disagrees
+                # (log events lost, or a table the manifests no longer describe)
+                self.disagreements += 1
+                continue
             template = _Template(
                 src=_peer(src, None), dst=_peer(dst, packet.dport),
                 decision=decision_of_step(step, direction),
