@@ -141,6 +141,8 @@ class PolicyEngine:
             self._forget_chains(group)
 
     def _forget_chains(self, group: GroupId) -> None:
+        if not self._chains:  # a bulk load asks once per (policy, selected group), before any chain
+            return
         self._chains.pop((group, Direction.INGRESS), None)
         self._chains.pop((group, Direction.EGRESS), None)
 
