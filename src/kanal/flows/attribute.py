@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kanal.engine import DirectionDecision, Endpoint, PolicyEngine, Step
+from kanal.engine.evaluate import decide
 from kanal.engine.verdict import Verdict as EngineVerdict
 from kanal.engine.wording import explain_lines
 from kanal.flows.conntrack import CtEvent, idle_timeout
@@ -109,6 +110,7 @@ class Attributor:
         self._templates: dict[tuple[object, ...], _Template] = {}
         self._groups: dict[object, str] = {}
         self._verdicts: dict[tuple[object, ...], EngineVerdict] = {}
+        self._peers: dict[object, Peer] = {}
 
     # -- NFLOG ---------------------------------------------------------------------------------
 
@@ -158,14 +160,14 @@ class Attributor:
 
     def _template(self, decision: Decision, packet: FiveTuple) -> _Template:
         src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
-        verdict = self._explain(packet)
+        verdict = self._explain(packet, decision.direction)
         step = None if verdict is None else _decision_of(verdict, decision.direction).deciding
         agrees = step is None or same_decision(decision, step)
         summary = _summary(decision, verdict, agrees=agrees)
         peer_text = step.peer if step is not None else None
         return _Template(
-            src=_peer(src, None),
-            dst=_peer(dst, packet.dport),
+            src=self._peer(src, None),
+            dst=self._peer(dst, packet.dport),
             decision=decision,
             summary=summary,
             src_group=self.group(src, peer_text),
@@ -173,20 +175,42 @@ class Attributor:
             agrees=agrees,
         )
 
-    def _explain(self, packet: FiveTuple) -> EngineVerdict | None:
+    def _explain(
+        self, packet: FiveTuple, direction: Direction | None = None
+    ) -> EngineVerdict | None:
         """The engine's verdict on the packet's connection (None without ports: the engine
-        judges only TCP, UDP and SCTP ports)."""
+        judges only TCP, UDP and SCTP ports). With `direction`, only that direction is judged
+        (half the cost) and the verdict holds that decision in both places: read only it."""
         protocol = ENGINE_PROTOCOLS.get(protocol_name(packet.protocol))
         if protocol is None or packet.dport is None:
             return None
-        key = (packet.src, packet.dst, packet.dport, protocol)
+        key = (packet.src, packet.dst, packet.dport, protocol, direction)
         found = self._verdicts.get(key)
         if found is None:
-            found = self.engine.explain(packet.src, packet.dst, packet.dport, protocol)
+            conn = self.engine.connection(packet.src, packet.dst, packet.dport, protocol)
+            if direction is None:
+                found = self.engine.judge(conn)
+            else:
+                one = decide(self.engine, direction, conn)
+                found = EngineVerdict(conn.source.describe(), conn.destination.describe(),
+                                      conn.port, conn.protocol, egress=one, ingress=one)
             if len(self._verdicts) >= CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[key] = found
         return found
+
+    def _peer(self, endpoint: Endpoint, port: int | None) -> Peer:
+        """The endpoint as a record shows it; one labels object per pod (the store encodes
+        labels once per object)."""
+        key = endpoint.ip if endpoint.ip is not None else endpoint.describe()
+        base = self._peers.get(key)
+        if base is None:
+            if len(self._peers) >= CACHE_LIMIT:
+                self._peers.clear()
+            base = self._peers[key] = _peer(endpoint)
+        if port is None:
+            return base
+        return Peer(base.ip, port, base.namespace, base.pod, base.labels, base.node)
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -258,7 +282,7 @@ class Attributor:
                 self.disagreements += 1
                 continue
             template = _Template(
-                src=_peer(src, None), dst=_peer(dst, packet.dport),
+                src=self._peer(src, None), dst=self._peer(dst, packet.dport),
                 decision=decision_of_step(step, direction),
                 summary=_direction_sentence(verdict, direction),
                 src_group=self.group(src, step.peer), dst_group=self.group(dst, step.peer),
@@ -290,13 +314,13 @@ def _decision_of(verdict: EngineVerdict, direction: Direction) -> DirectionDecis
     return verdict.egress if direction is Direction.EGRESS else verdict.ingress
 
 
-def _peer(endpoint: Endpoint, port: int | None) -> Peer:
+def _peer(endpoint: Endpoint) -> Peer:
     pod = endpoint.pod
     ip = str(endpoint.ip) if endpoint.ip is not None else ""
     if pod is not None:
-        return Peer(ip, port, pod.namespace, pod.name, dict(pod.labels))
+        return Peer(ip, None, pod.namespace, pod.name, dict(pod.labels))
     node = endpoint.node.name if endpoint.node is not None else None
-    return Peer(ip, port, node=node)
+    return Peer(ip, None, node=node)
 
 
 def _summary(decision: Decision, verdict: EngineVerdict | None, *, agrees: bool) -> str:

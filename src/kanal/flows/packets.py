@@ -55,13 +55,27 @@ def parse_ip_packet(data: bytes) -> FiveTuple | None:
     return None
 
 
+_ADDRESSES: dict[bytes, IPAddress] = {}
+"""Packed address -> address object: the same few thousand addresses recur in every packet,
+and building the object is most of the cost of a parse. Bounded (cleared when full)."""
+
+
+def _address(packed: bytes) -> IPAddress:
+    found = _ADDRESSES.get(packed)
+    if found is None:
+        if len(_ADDRESSES) >= 65_536:
+            _ADDRESSES.clear()
+        found = _ADDRESSES[packed] = ipaddress.ip_address(packed)
+    return found
+
+
 def _ipv4(data: bytes) -> FiveTuple | None:
     header = (data[0] & 0x0F) * 4
     if header < 20 or len(data) < header:
         return None
     protocol = data[9]
-    src = ipaddress.IPv4Address(data[12:16])
-    dst = ipaddress.IPv4Address(data[16:20])
+    src = _address(data[12:16])
+    dst = _address(data[16:20])
     fragment_offset = struct.unpack_from(">H", data, 6)[0] & 0x1FFF
     if fragment_offset:
         return FiveTuple(src, dst, protocol)
@@ -71,8 +85,8 @@ def _ipv4(data: bytes) -> FiveTuple | None:
 def _ipv6(data: bytes) -> FiveTuple | None:
     if len(data) < 40:
         return None
-    src = ipaddress.IPv6Address(data[8:24])
-    dst = ipaddress.IPv6Address(data[24:40])
+    src = _address(data[8:24])
+    dst = _address(data[24:40])
     protocol, offset = data[6], 40
     while protocol in _IPV6_EXTENSIONS or protocol in (_IPV6_FRAGMENT, _IPV6_AH):
         if offset + 8 > len(data):

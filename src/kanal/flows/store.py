@@ -43,15 +43,24 @@ def labels_key(labels: Mapping[str, str]) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-def record_counters(record: FlowRecord, decision_key: str) -> Counter[CounterKey]:
-    """What one new record adds: a flow for its (node, direction, verdict), a hit for its
-    decision (and a deny when it denied)."""
-    flow = labels_key({"node": record.node, "direction": record.direction.value.lower(),
-                       "verdict": record.verdict.value})
-    decision = labels_key({"decision": decision_key})
-    found: Counter[CounterKey] = Counter({("flows", flow): 1, ("decision_hits", decision): 1})
-    if record.verdict is Verdict.DENIED:
-        found["decision_denies", decision] += 1
+def record_counters(records: Iterable[FlowRecord]) -> Counter[CounterKey]:
+    """What new records add: a flow per (node, direction, verdict), a hit per decision (and a
+    deny when it denied). Counted by plain tuples first: labels are encoded once per key."""
+    flows: Counter[tuple[str, str, str]] = Counter()
+    decisions: Counter[tuple[str, bool]] = Counter()
+    for record in records:
+        denied = record.verdict is Verdict.DENIED
+        flows[record.node, record.direction.value.lower(), record.verdict.value] += 1
+        decisions[tables.decision_key(record.decision), denied] += 1
+    found: Counter[CounterKey] = Counter()
+    for (node, direction, outcome), count in flows.items():
+        labels = labels_key({"node": node, "direction": direction, "verdict": outcome})
+        found["flows", labels] += count
+    for (key, denied), count in decisions.items():
+        labels = labels_key({"decision": key})
+        found["decision_hits", labels] += count
+        if denied:
+            found["decision_denies", labels] += count
     return found
 
 
@@ -80,6 +89,7 @@ class FlowStore:
         self._string_ids: dict[str, int] = {}
         self._strings: dict[int, str] = {}
         self._decision_ids: dict[str, int] = {}
+        self._labels_ids: dict[int, tuple[Mapping[str, str], int]] = {}
         self._decisions: dict[int, Decision] = {}
 
     def close(self) -> None:
@@ -88,21 +98,16 @@ class FlowStore:
     # -- writes ----------------------------------------------------------------------------------
 
     def insert(self, records: Sequence[FlowRecord]) -> list[int]:
-        """Store `records` in one transaction; returns their row ids, in order."""
+        """Store `records` in one transaction; returns their row ids, in order (consecutive:
+        the transaction holds the write lock and each new rowid is the largest plus one)."""
         if not records:
             return []
-        ids = []
-        moved: Counter[CounterKey] = Counter()
         with tables.transaction(self._db, self.path):
-            cursor = self._db.cursor()
-            for record in records:
-                decision = self._decision_id(record.decision)
-                cursor.execute(tables.INSERT_FLOW, self._row(record, decision))
-                assert cursor.lastrowid is not None
-                ids.append(cursor.lastrowid)
-                moved.update(record_counters(record, tables.decision_key(record.decision)))
-            self._add(moved)
-        return ids
+            rows = [self._row(r, self._decision_id(r.decision)) for r in records]
+            self._db.executemany(tables.INSERT_FLOW, rows)
+            last = self._db.execute("SELECT max(id) FROM flows").fetchone()[0]
+            self._add(record_counters(records))
+        return list(range(last - len(records) + 1, last + 1))
 
     def _row(self, record: FlowRecord, decision: int) -> tuple[object, ...]:
         src, dst, done = record.src, record.dst, record.completion
@@ -119,7 +124,18 @@ class FlowStore:
         )
 
     def _labels_id(self, peer: Peer) -> int | None:
-        return None if peer.pod is None else self._string_id(tables.labels_text(peer.labels))
+        """The interned labels of a pod: attribution shares one labels object among the
+        records of a pod, so it is encoded once per object (kept alive by the cache)."""
+        if peer.pod is None:
+            return None
+        cached = self._labels_ids.get(id(peer.labels))
+        if cached is not None and cached[0] is peer.labels:
+            return cached[1]
+        found = self._string_id(tables.labels_text(peer.labels))
+        if len(self._labels_ids) >= 100_000:
+            self._labels_ids.clear()
+        self._labels_ids[id(peer.labels)] = (peer.labels, found)
+        return found
 
     def complete(self, finished: Sequence[tuple[FlowRecord, Completion]]) -> None:
         """Record how stored flows (`record.id` set) ended, and count their bytes."""
