@@ -70,7 +70,9 @@ class Running:
         return next(p for p in self.lab.status().pods if p.name == key)
 
     def _remember_servers(self) -> None:
-        self.server_pids |= {n.server_pid for n in self.lab.status().nodes if n.server_pid}
+        nodes = self.lab.status().nodes
+        self.server_pids |= {n.server_pid for n in nodes if n.server_pid}
+        self.server_pids |= {n.agent_pid for n in nodes if n.agent_pid}
 
 
 def allowed(report: ProbeReport, source: str, destination: str, probe: str = "") -> bool | None:
@@ -103,9 +105,10 @@ def running_lab(
 
 
 def assert_removed(running: Running) -> None:
-    """No netns with the prefix, no server process, no state directory."""
+    """No netns with the prefix, no server or agent process, no state directory."""
     assert list_netns(running.prefix) == []
     assert not running.state_dir.exists()
     assert running.lab.fleet.strays() == []
+    assert running.lab.agents.strays() == []
     alive = [pid for pid in running.server_pids if Path(f"/proc/{pid}").exists()]
     assert alive == [], f"server processes still running: {alive}"

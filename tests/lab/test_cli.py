@@ -80,6 +80,10 @@ x/b  10.244.1.1  node-2  {p}p-x.b
         assert (status["backend"], status["ipam"], status["problems"]) == ("host-gw", "node", [])
         assert set(status["nodes"][0]["ruleset"]) == {
             "chains", "rules", "sets", "set_elements", "map_elements"}
+        agent = status["nodes"][0]["agent"]  # 2 pod servers and 2 agents: stopped by down
+        assert (agent["running"], agent["healthy"], agent["ready"]) == (True, True, True)
+        assert agent["applied_revision"] == agent["store_revision"] == 1
+        assert agent["last_sync"]["kind"] == "load"
 
         guard = write(tmp_path / "guard.yaml", [deny_ingress("x/guard", pod="b")])
         code, out, _ = run(capsys, "lab", "apply", "-f", guard, *where)
@@ -115,5 +119,5 @@ x/b  10.244.1.1  node-2  {p}p-x.b
         assert (code, err) == (2, "error: no pod `no/such` in lab `demo`: see `kanal lab status`\n")
     finally:
         code, out, _ = run(capsys, "lab", "down", *where)
-    assert (code, out) == (0, "removed 5 network namespaces and stopped 2 processes\n")
+    assert (code, out) == (0, "removed 5 network namespaces and stopped 4 processes\n")
     assert list_netns(netns_prefix) == [] and not Path(state).exists()

@@ -48,7 +48,7 @@ def test_the_state_round_trips_through_its_file_and_yaml_dates_become_text(
     path.write_text(yaml.safe_dump(raw).replace("'2024-01-02T03:04:05Z'", "2024-01-02 03:04:05"))
     _, documents = read_documents([str(path)])
     state = LabState("kt00-", lab(), {d.key: d for d in documents}, {"x/a": "node-1"},
-                     IpamState(), {"node-1": 42}, {"node-1": "abc"}, Phase.UP)
+                     IpamState(), {"node-1": 42}, {"node-1": 43}, Phase.UP)
     store = StateStore(tmp_path / "state")
     store.save(state)
     loaded = store.load()

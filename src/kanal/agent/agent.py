@@ -60,6 +60,8 @@ from .runner import SyncKind
 
 log = logging.getLogger("kanal.agent")
 
+HISTORY = 20
+
 
 class SyncError(Exception):
     """A sync failed at `stage` (store, feed, render, kernel); the old table stays, the
@@ -105,6 +107,8 @@ class AgentStatus:
     last_error: str | None = None
     failures: int = 0
     problems: tuple[str, ...] = ()
+    history: tuple[SyncReport, ...] = ()
+    """The last `HISTORY` successful syncs, oldest first (which one reached a revision)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +120,7 @@ class AgentStatus:
             "last_error": self.last_error,
             "failures": self.failures,
             "problems": list(self.problems),
+            "history": [s.to_json() for s in self.history],
         }
 
 
@@ -351,8 +356,10 @@ class NodeAgent:
         else:
             log.debug("node `%s`: %s at revision %s in %.4f s", self.node, report.kind,
                       report.revision, report.duration_s)
+        history = (*self.status().history, report)[-HISTORY:]
         self._set_status(ready=True, applied_revision=report.revision, last_sync=report,
-                         last_error=None, failures=0, problems=problems + self._rejected_text())
+                         last_error=None, failures=0, problems=problems + self._rejected_text(),
+                         history=history)
 
     def _failed(self, stage: str, exc: BaseException) -> None:
         with self.metrics.lock:

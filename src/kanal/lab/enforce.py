@@ -1,111 +1,220 @@
-"""Policy into the kernel: per node, engine -> `render_node` -> `table inet kanal`.
+"""Policy into the kernel, the way a cluster does it: the lab writes the datastore, one
+`kanal agent` per node enforces it.
 
-`up` loads each node's whole table in one transaction (`load_table_atomically`). Afterwards every
-command is a new process, so "the last applied ruleset" is not in memory: it is rendered again
-from the previous state (the documents, placement and addresses saved in the lab state are
-exactly the inputs of the last render, and rendering is pure and deterministic), and checked
-against the digest of the table text that was actually loaded, also saved in the state. Then
-`plan_update(old, new)` decides:
+```
+state documents + placement + addresses ──► store_documents ──► diff old/new ──► one store write
+                                            (Pods with spec.nodeName         (apply, or delete)
+                                             and status.podIP, lab Nodes)          │ revision R
+AgentFleet: one `kanal agent --node N --netns <node netns>` per node  ◄──watch─────┘
+  wait(R): every agent's /status says applied_revision >= R ──► NodeUpdate per node
+```
 
-- only set or map elements differ (a label change, a pod added or removed under the same
-  policies): one buffer of `delete element`/`add element` commands, one transaction;
-- the structure differs (a policy added, changed or removed), or the old render does not match
-  the saved digest (another kanal version, an edited state): an atomic whole-table reload;
-- nothing differs: nothing is sent.
+The store holds what the engine must see (`LabPlan.manifests`): every pod with its node and lab
+address, the lab's nodes with their underlay address and labels, namespaces and policies as
+written. `Lab` documents stay in the lab's state (they describe the machine, not the cluster).
+The lab writes only the difference between its previous and its new documents, so objects put
+into the store with `kanal apply` directly are enforced too and left alone.
 
-A delta the kernel refuses (the table drifted: someone edited it by hand) falls back to a
-whole reload, so the kernel always ends at the new render. Reading the kernel's table back
-(`nft -j list table`) and diffing it was the alternative; its JSON cannot be loaded back as is
-(LINUX-NOTES) and turning it into IR is more code than re-rendering, which costs milliseconds.
-Neither path touches conntrack: established connections keep flowing (`ct state established`
-is the first rule of every table version).
+Agents run detached (their own session), listen on 127.0.0.1:9099 in their node's netns, log
+to `agent-<node>.log` in the state directory and are found again by their `--store` (the
+lab's `store.db`) when their PIDs are lost. There is no other enforcement path: the previous
+direct loader (render in the lab process, load per command) is gone, because two writers of one
+table would fight, and the agent does everything it did (whole loads, deltas, a refused delta
+reloaded whole) plus what it could not (restarts without a gap, drift repair).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
+import copy
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from kanal.dataplane.nft import Nft, load_table_atomically
-from kanal.engine import PolicyEngine
-from kanal.errors import DataplaneError
-from kanal.render import RenderOptions, Ruleset, plan_update, render_node, table_text
+from kanal.agent import process
+from kanal.agent.client import AgentUnreachable
+from kanal.agent.client import status as agent_status
+from kanal.agent.http import DEFAULT_PORT
+from kanal.agent.process import AgentSpec, AgentStartError
+from kanal.errors import DataplaneError, LabError
+from kanal.lab.plan import LabPlan
+from kanal.lab.state import Document
+from kanal.model.lab import Backend
+from kanal.model.objects import Node
+from kanal.store.api import Datastore, ObjectRef, Revision
+from kanal.store.documents import identify
+from kanal.store.sqlite import STORE_FILE, SqliteStore
+
+READY_TIMEOUT_S = 60.0
+"""How long `up` waits for agents, and `apply` for the kernel to follow (a busy machine and a
+whole-table load at thousands of pods stay well inside)."""
+
+Doc = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class NodeUpdate:
-    """What was sent to one node: `kind` is `load` (whole table), `delta` (elements only) or
-    `unchanged`; `text` is what nft ran (without the atomic-replace preamble)."""
+    """What reached one node's kernel for a change: `kind` is `load` (whole table), `delta`
+    (elements) or `unchanged`, as the node's agent reported its sync."""
 
     node: str
     kind: str
-    text: str
+    text: str = ""
     reason: str = ""
+    problems: tuple[str, ...] = ()
+    """What the node's agent could not render (it drops instead), for the change's warnings."""
 
 
-def render_nodes(
-    engine: PolicyEngine, nodes: Iterable[str], options: RenderOptions | None = None
-) -> dict[str, Ruleset]:
-    return {node: render_node(engine, node, options) for node in nodes}
+# -- what the store holds -------------------------------------------------------------------------
 
 
-def digest(ruleset: Ruleset) -> str:
-    """Identifies the table text loaded for a ruleset (what the state remembers)."""
-    return hashlib.sha256(table_text(ruleset).encode()).hexdigest()
+def store_documents(plan: LabPlan, documents: Iterable[Document]) -> dict[ObjectRef, Doc]:
+    """The store's objects for `plan`: raw namespaces and policies, pods with their node and
+    address, and one Node per lab node (declared Node documents lend their labels)."""
+    by_key = {p.key: p for p in plan.pods}
+    found: dict[ObjectRef, Doc] = {}
+    for document in documents:
+        if document.kind in ("Lab", "Node"):
+            continue
+        raw = copy.deepcopy(document.raw)
+        if document.kind == "Pod":
+            placed = by_key[f"{document.namespace}/{document.name}"]
+            raw.setdefault("spec", {})["nodeName"] = placed.node
+            raw["status"] = {"podIP": str(placed.ip)}
+        ref = identify(raw)
+        assert ref is not None, f"{document.display()} was validated, so it has a key"
+        found[ref] = raw
+    for node in plan.manifests.nodes:
+        found[ObjectRef("Node", "", node.name)] = node_document(node)
+    return found
 
 
-def problems(rulesets: Mapping[str, Ruleset]) -> list[str]:
-    """What the renderer could not express (it drops instead), per node, for warnings."""
-    return [f"node `{node}`: {p}" for node, r in rulesets.items() for p in r.problems]
+def node_document(node: Node) -> Doc:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": dict(node.labels)},
+        "status": {"addresses": [{"type": "InternalIP", "address": str(ip)} for ip in node.ips]},
+    }
 
 
-class Enforcer:
-    """Sends rulesets to the nodes' namespaces (`netns_of`: node -> netns), one libnftables
-    context per call, closed again so it does not keep a deleted namespace alive."""
+def write_changes(
+    store: Datastore, old: Mapping[ObjectRef, Doc], new: Mapping[ObjectRef, Doc]
+) -> Revision | None:
+    """Store what differs from `old` to `new` (objects of both that are equal stay untouched);
+    the revision to wait for, None when nothing changed."""
+    puts = [(f"lab: {ref}", doc) for ref, doc in new.items() if old.get(ref) != doc]
+    gone = [ref for ref in old if ref not in new]
+    revision: Revision | None = None
+    if puts:
+        result = store.apply(puts)
+        if any(w.outcome.changes for w in result.objects):
+            revision = result.revision
+    if gone:
+        result = store.delete(gone, missing_ok=True)
+        if result.objects:
+            revision = result.revision
+    return revision
 
-    def __init__(self, netns_of: Mapping[str, str]) -> None:
-        self.netns_of = dict(netns_of)
 
-    def load(self, rulesets: Mapping[str, Ruleset]) -> list[NodeUpdate]:
-        """Whole tables, each in one transaction."""
-        return [self._load(node, ruleset, "first load") for node, ruleset in rulesets.items()]
+def open_store(directory: Path) -> SqliteStore:
+    return SqliteStore(directory / STORE_FILE)
 
-    def update(
-        self,
-        old: Mapping[str, Ruleset],
-        new: Mapping[str, Ruleset],
-        applied: Mapping[str, str],
+
+# -- the agents -----------------------------------------------------------------------------------
+
+
+class AgentFleet:
+    """The agents of one lab, one per node (see the module docstring)."""
+
+    def __init__(self, directory: Path, *, port: int = DEFAULT_PORT) -> None:
+        self.directory = directory
+        self.port = port
+
+    @property
+    def store_path(self) -> Path:
+        return self.directory / STORE_FILE
+
+    def log(self, node: str) -> Path:
+        return self.directory / f"agent-{node}.log"
+
+    def spec(self, plan: LabPlan, node: str) -> AgentSpec:
+        vxlan = "4789" if plan.spec.backend is Backend.VXLAN else "0"
+        return AgentSpec(node, self.store_path, plan.node(node).netns, self.port,
+                         extra=("--vxlan-port", vxlan))
+
+    def start(self, plan: LabPlan, nodes: Sequence[str]) -> dict[str, int]:
+        """Spawn the agents of `nodes` (not waiting: see `wait`); node -> PID."""
+        started = {}
+        for node in nodes:
+            try:
+                started[node] = process.spawn(self.spec(plan, node), self.log(node))
+            except OSError as exc:
+                self.stop(started.values())
+                raise LabError(f"cannot start the agent of node `{node}`: {exc}") from exc
+        return started
+
+    def wait(
+        self, plan: LabPlan, pids: Mapping[str, int], revision: int | None,
+        *, nodes: Sequence[str] | None = None, timeout: float = READY_TIMEOUT_S,
     ) -> list[NodeUpdate]:
-        """Take every node from `old` (trusted only if its digest is `applied[node]`) to `new`."""
+        """Until the agent of every node (of `nodes`, default all) is ready and (with
+        `revision`) has applied it; what each did."""
+        deadline = time.monotonic() + timeout
         updates = []
-        for node, ruleset in new.items():
-            previous = old.get(node)
-            if previous is not None and digest(previous) != applied.get(node):
-                updates.append(self._load(node, ruleset, "the last load is not the old render"))
-                continue
-            updates.append(self._update(node, previous, ruleset))
+        for node in plan.spec.nodes if nodes is None else nodes:
+            pid = pids.get(node)
+            if pid is None:
+                raise LabError(f"node `{node}` has no agent: `kanal lab down`, then up again")
+            spec = self.spec(plan, node)
+            try:
+                found = process.wait_ready(spec, pid, self.log(node), revision=revision,
+                                           timeout=max(1.0, deadline - time.monotonic()))
+            except AgentStartError as exc:
+                raise LabError(f"{exc}\nthe store holds the change; the kernel of node "
+                               f"`{node}` follows once its agent runs") from exc
+            updates.append(_update(node, found, revision))
         return updates
 
-    def _update(self, node: str, previous: Ruleset | None, ruleset: Ruleset) -> NodeUpdate:
-        plan = plan_update(previous, ruleset)
-        if plan.full:
-            return self._load(node, ruleset, "structure changed")
-        if not plan.text:
-            return NodeUpdate(node, "unchanged", "")
+    def status(self, plan: LabPlan, node: str) -> dict[str, Any] | None:
+        """The agent's /status, or None when it does not answer."""
         try:
-            with Nft(self.netns_of[node]) as nft:
-                nft.run(plan.text)
-        except DataplaneError as exc:
-            first = str(exc).splitlines()[0]
-            return self._load(node, ruleset, f"delta refused ({first})")
-        return NodeUpdate(node, "delta", plan.text)
+            found: dict[str, Any] = agent_status(netns=plan.node(node).netns, port=self.port,
+                                                 timeout=1.0)
+        except (AgentUnreachable, DataplaneError, ValueError):
+            return None
+        return found
 
-    def _load(self, node: str, ruleset: Ruleset, reason: str) -> NodeUpdate:
-        text = table_text(ruleset)
-        with Nft(self.netns_of[node]) as nft:
-            load_table_atomically(nft, text)
-        return NodeUpdate(node, "load", text, reason)
+    def stop(self, pids: Iterable[int], *, strays: bool = False) -> list[int]:
+        """SIGTERM (then SIGKILL) `pids` that are this lab's agents, and with `strays` every
+        agent of this lab's store; the PIDs signalled."""
+        mine = process.owned_by(self.store_path, list(pids))
+        if strays:
+            mine = sorted({*mine, *self.strays()})
+        return process.stop(mine)
+
+    def strays(self) -> list[int]:
+        return process.owned_by(self.store_path)
 
 
-__all__ = ["Enforcer", "NodeUpdate", "digest", "problems", "render_nodes"]
+def _update(node: str, status: Mapping[str, Any], revision: int | None) -> NodeUpdate:
+    """The first sync in the agent's recent history that reached `revision`."""
+    problems = tuple(str(p) for p in status.get("problems", []))
+    if revision is None:
+        return NodeUpdate(node, "unchanged", problems=problems)
+    history = status.get("history") or []
+    reached = [s for s in history if s.get("revision", 0) >= revision]
+    sync = reached[0] if reached else status.get("last_sync") or {}
+    return NodeUpdate(node, str(sync.get("kind", "unchanged")), "", str(sync.get("reason", "")),
+                      problems)
+
+
+__all__ = [
+    "AgentFleet",
+    "NodeUpdate",
+    "node_document",
+    "open_store",
+    "store_documents",
+    "write_changes",
+]

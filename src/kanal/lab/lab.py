@@ -6,17 +6,24 @@
                                                                                   pods, IPAM)
              ┌─────────────────────────────────────────────────────────────────────┘
              ▼
-   PolicyEngine.from_manifests(plan.manifests) ──► render_nodes ──► Enforcer   (enforce.py)
+   store_documents(plan) ──► write_changes ──► store.db ──watch──► one `kanal agent` per node
+                                                 revision R         (enforce.py: AgentFleet)
    plan_change(old plan, new plan) ──► build_fabric / add_pods / remove_pods / rewire (build.py)
                                    ──► ServerFleet.start/stop                          (build.py)
-   probe: engine + plan ──► run_probes (probe.py) ──► measured vs compute_matrix
+   probe: engine of the store + plan ──► run_probes (probe.py) ──► measured vs compute_matrix
 ```
 
 Everything is computed and validated before the kernel is touched, so a rejected input (invalid
 manifests, an unknown node, an exhausted block) changes nothing. The state is saved before the
-kernel changes (addresses before they are plumbed). A failed `up` removes what it built; a failed
-`apply`/`delete` leaves the state in phase `changing`, and further changes are refused until the
-lab is rebuilt (`down` always works).
+kernel changes (addresses before they are plumbed). Order of a change: pods that go are
+unplugged, the store is written, every agent reports the new revision applied, and only then are
+new pods plugged in, so a pod is enforced from its first packet. A failed `up` removes what it
+built; a failed `apply`/`delete` leaves the state in phase `changing`, and further changes are
+refused until the lab is rebuilt (`down` always works).
+
+The store is the agents' only input: `kanal apply/label/delete` on the lab's `store.db` are
+enforced like lab changes, and `probe` predicts from the store's objects (what the agents
+enforce) on the pods the lab built.
 """
 
 from __future__ import annotations
@@ -35,7 +42,13 @@ from kanal.engine.matrix import declared_probes
 from kanal.errors import DataplaneError, KanalError, LabError, NotFoundError
 from kanal.ipam import IpamState
 from kanal.lab import build
-from kanal.lab.enforce import Enforcer, NodeUpdate, digest, problems, render_nodes
+from kanal.lab.enforce import (
+    AgentFleet,
+    NodeUpdate,
+    open_store,
+    store_documents,
+    write_changes,
+)
 from kanal.lab.plan import LabPlan, PlanChange, default_prefix, plan_change, plan_lab
 from kanal.lab.probe import (
     DEFAULT_PARALLELISM,
@@ -47,8 +60,7 @@ from kanal.lab.probe import (
 from kanal.lab.state import Document, LabState, Phase, StateStore, parse_union, read_documents
 from kanal.model.lab import Backend, IpamMode, LabSpec
 from kanal.model.objects import Protocol
-from kanal.render import RenderOptions, Ruleset
-from kanal.render.ruleset import VXLAN_PORT
+from kanal.store.api import Doc, ObjectRef
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,9 @@ class NodeStatus:
     server_running: bool
     ruleset: dict[str, int] | None
     """Counted in the kernel's table (None: no table there)."""
+    agent_pid: int | None = None
+    agent: dict[str, Any] | None = None
+    """The agent's /status (health, readiness, revisions, last sync); None: no answer."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +101,8 @@ class NodeStatus:
             "pod_cidr": self.pod_cidr,
             "pods": self.pods,
             "server": {"pid": self.server_pid, "running": self.server_running},
+            "agent": {"pid": self.agent_pid, "running": self.agent is not None,
+                      **(self.agent or {})},
             "ruleset": self.ruleset,
         }
 
@@ -139,6 +156,7 @@ class Lab:
         self.store = StateStore(state_dir)
         self.prefix = prefix
         self.fleet = build.ServerFleet(state_dir)
+        self.agents = AgentFleet(state_dir)
 
     # -- up ---------------------------------------------------------------------------------------
 
@@ -162,11 +180,10 @@ class Lab:
         state = LabState(prefix, labs[0] if labs else None, _by_key(documents))
         plan = self._plan(state, IpamState())
         engine = _engine(plan)
-        rulesets = render_nodes(engine, spec.nodes, _render_options(spec))
         state.placement, state.ipam = plan.placement, plan.ipam
         self.store.save(state)  # the prefix and the addresses, before the kernel is touched
         try:
-            updates = self._build(state, plan, rulesets)
+            updates = self._build(state, plan)
         except BaseException as exc:
             with contextlib.suppress(KanalError, OSError):
                 self._teardown(state)
@@ -179,18 +196,21 @@ class Lab:
             added=tuple(p.key for p in plan.pods),
             updates=tuple(updates),
             notes=(*manifests.notes, *plan.notes),
-            warnings=(*engine.warnings(), *problems(rulesets)),
+            warnings=(*engine.warnings(), *_problems(updates)),
             elapsed_s=time.monotonic() - start,
         )
 
-    def _build(
-        self, state: LabState, plan: LabPlan, rulesets: dict[str, Ruleset]
-    ) -> list[NodeUpdate]:
+    def _build(self, state: LabState, plan: LabPlan) -> list[NodeUpdate]:
+        """Fabric, store, agents (every node's table in), then pods and their servers."""
         build.build_fabric(plan)
-        updates = Enforcer(_netns_of(plan)).load(rulesets)
+        with open_store(self.store.directory) as store:
+            write_changes(store, {}, store_documents(plan, state.documents.values()))
+            revision = store.revision()
+        state.agents = self.agents.start(plan, plan.spec.nodes)
+        self.store.save(state)
+        updates = self.agents.wait(plan, state.agents, revision)
         build.add_pods(plan, plan.pods, peer_routes=False)  # build_fabric routed them
         state.servers = self.fleet.start(plan, plan.spec.nodes)
-        state.applied = {node: digest(r) for node, r in rulesets.items()}
         state.phase = Phase.UP
         self.store.save(state)
         return updates
@@ -251,18 +271,22 @@ class Lab:
             placement=state.placement,
             ipam=state.ipam,
         )
-        options = _render_options(spec)
-        old = render_nodes(_engine(old_plan), spec.nodes, options)
         engine = _engine(new_plan)
-        new = render_nodes(engine, spec.nodes, options)
         change = plan_change(old_plan, new_plan)
+        stored = (
+            store_documents(old_plan, state.documents.values()),
+            store_documents(new_plan, documents.values()),
+        )
+        restarted = self._restart_dead_agents(state, old_plan)  # a supervisor's job
+        notes = [*notes, *(f"restarted the agent of node `{n}`: it was not running"
+                           for n in restarted)]
         # Everything is validated: from here on, the kernel changes.
         state.documents = documents
         state.placement, state.ipam = new_plan.placement, new_plan.ipam
         state.phase = Phase.CHANGING
         self.store.save(state)
         try:
-            updates = self._reconcile(state, (old_plan, new_plan), change, (old, new))
+            updates = self._reconcile(state, (old_plan, new_plan), change, stored)
         except KanalError as exc:
             raise LabError(
                 f"changing lab `{spec.name}` failed half-way: {exc}\nthe lab is now in an "
@@ -274,7 +298,7 @@ class Lab:
             updates=tuple(updates),
             restarted=change.servers,
             notes=(*notes, *new_plan.notes),
-            warnings=(*engine.warnings(), *problems(new)),
+            warnings=(*engine.warnings(), *_problems(updates)),
             elapsed_s=time.monotonic() - start,
         )
 
@@ -283,23 +307,44 @@ class Lab:
         state: LabState,
         plans: tuple[LabPlan, LabPlan],
         change: PlanChange,
-        rulesets: tuple[dict[str, Ruleset], dict[str, Ruleset]],
+        stored: tuple[dict[ObjectRef, Doc], dict[ObjectRef, Doc]],
     ) -> list[NodeUpdate]:
-        """Servers off where pods change, removed pods out, rules in (so added pods are
-        enforced from their first packet), added pods wired, servers back on."""
-        (old_plan, new_plan), (old, new) = plans, rulesets
+        """Servers off where pods change, removed pods out, the store written and every agent
+        caught up (so added pods are enforced from their first packet), added pods wired,
+        servers back on."""
+        old_plan, new_plan = plans
         stopping = [state.servers.pop(n) for n in change.servers if n in state.servers]
         self.fleet.stop(stopping)
         build.remove_pods(old_plan, change.removed)
-        updates = Enforcer(_netns_of(new_plan)).update(old, new, state.applied)
-        state.applied = {node: digest(r) for node, r in new.items()}
-        self.store.save(state)
+        with open_store(self.store.directory) as store:
+            revision = write_changes(store, *stored)
+        updates = self.agents.wait(new_plan, state.agents, revision)
         namespace_ipam = new_plan.spec.ipam is IpamMode.NAMESPACE
         build.add_pods(new_plan, change.added, peer_routes=namespace_ipam)
         state.servers.update(self.fleet.start(new_plan, change.servers))
         state.phase = Phase.UP
         self.store.save(state)
         return updates
+
+    def start_agents(self) -> dict[str, int]:
+        """Start the agent of every node whose agent is not running (after a crash or a
+        `kill`), and wait until each has replaced its node's table; node -> new PID."""
+        with self.store.locked():
+            state = self._loaded()
+            return self._restart_dead_agents(state, self._plan(state, state.ipam))
+
+    def _restart_dead_agents(self, state: LabState, plan: LabPlan) -> dict[str, int]:
+        running = set(self.agents.strays())
+        dead = [n for n in plan.spec.nodes if state.agents.get(n) not in running]
+        if not dead:
+            return {}
+        started = self.agents.start(plan, dead)
+        state.agents.update(started)
+        self.store.save(state)
+        with open_store(self.store.directory) as store:
+            revision = store.revision()
+        self.agents.wait(plan, started, revision, nodes=list(started))
+        return started
 
     # -- status / probe / down --------------------------------------------------------------
 
@@ -310,6 +355,7 @@ class Lab:
         found = [f"netns `{n}` is missing" for n in plan.all_netns() if n not in present]
         nodes = tuple(self._node_status(plan, state, n.name, present) for n in plan.nodes)
         found += [f"node `{n.name}`: no table inet kanal" for n in nodes if n.ruleset is None]
+        found += [problem for n in nodes for problem in _agent_problems(n)]
         found += [
             f"node `{n.name}`: pod servers not running"
             for n in nodes
@@ -338,6 +384,7 @@ class Lab:
         node = plan.node(name)
         pid = state.servers.get(name)
         vxlan = plan.spec.backend is Backend.VXLAN
+        agent = self.agents.status(plan, name) if node.netns in present else None
         return NodeStatus(
             name=name,
             netns=node.netns,
@@ -348,6 +395,8 @@ class Lab:
             server_pid=pid,
             server_running=pid is not None and pid in self.fleet.strays(),
             ruleset=_kernel_counts(node.netns) if node.netns in present else None,
+            agent_pid=state.agents.get(name),
+            agent=agent,
         )
 
     def probe(
@@ -363,7 +412,8 @@ class Lab:
         declared port and protocol)."""
         state = self._running()
         plan = self._plan(state, state.ipam)
-        engine = _engine(plan)
+        with open_store(self.store.directory) as store:
+            engine = PolicyEngine.from_manifests(store.manifests())  # what the agents enforce
         targets = {p.key: PodTarget(p.key, p.netns, p.ip) for p in plan.pods}
         unknown = [k for k in (*sources, *destinations) if k not in targets]
         if unknown:
@@ -395,16 +445,18 @@ class Lab:
             state = self.store.load()
         prefixes = sorted({p for p in (self.prefix, state.prefix if state else None) if p})
         pids = list(state.servers.values()) if state else []
+        agents = self.agents.stop(state.agents.values() if state else (), strays=True)
         removed = [build.teardown(p, fleet=self.fleet, pids=pids) for p in prefixes]
         if not prefixes:
             self.fleet.stop([], strays=True)
         self.store.remove()
         return build.Teardown(
             tuple(n for r in removed for n in r.netns),
-            tuple(sorted({p for r in removed for p in r.processes})),
+            tuple(sorted({*agents, *(p for r in removed for p in r.processes)})),
         )
 
     def _teardown(self, state: LabState) -> None:
+        self.agents.stop(state.agents.values(), strays=True)
         build.teardown(state.prefix, fleet=self.fleet, pids=state.servers.values())
         self.store.remove()
 
@@ -442,13 +494,22 @@ def _engine(plan: LabPlan) -> PolicyEngine:
     return PolicyEngine.from_manifests(plan.manifests)
 
 
-def _render_options(spec: LabSpec) -> RenderOptions:
-    """Conntrack is skipped for the VXLAN underlay only when there is one."""
-    return RenderOptions(vxlan_port=VXLAN_PORT if spec.backend is Backend.VXLAN else None)
+def _problems(updates: Sequence[NodeUpdate]) -> list[str]:
+    """What the agents could not render (they drop instead), per node."""
+    return [f"node `{u.node}`: {p}" for u in updates for p in u.problems]
 
 
-def _netns_of(plan: LabPlan) -> dict[str, str]:
-    return {n.name: n.netns for n in plan.nodes}
+def _agent_problems(node: NodeStatus) -> list[str]:
+    if node.agent is None:
+        return [f"node `{node.name}`: its agent does not answer (not running?): the kernel "
+                "keeps its last table; `kanal lab down`, then up again"]
+    found = [f"node `{node.name}`: {p}" for p in node.agent.get("problems", [])]
+    if not node.agent.get("healthy", False):
+        found.append(f"node `{node.name}`: its agent's loop is stuck")
+    if not node.agent.get("ready", False):
+        error = node.agent.get("last_error") or "no successful sync yet"
+        found.append(f"node `{node.name}`: its agent is not ready ({error})")
+    return found
 
 
 def _check_prefix(prefix: str) -> None:

@@ -7,8 +7,9 @@ Every `kanal lab` command is its own process, so everything the next command nee
 - the `Lab` document (None: the defaults) and the raw documents applied so far, one per object
   (kind, namespace, name), so `apply`/`delete` recompute the cluster as the union and revalidate
   it like `-f` input;
-- where each pod runs (`placement`), the IPAM state, the server process per node, and a digest of
-  the table last loaded into each node (see `kanal.lab.enforce`);
+- where each pod runs (`placement`), the IPAM state, the pod server process and the agent
+  process per node (the agents enforce what the lab writes into `store.db`, the datastore beside
+  this file: see `kanal.lab.enforce`);
 - `phase`: `building` while `up` runs, `up` when the lab is usable, `changing` while `apply` or
   `delete` change the kernel (a crash leaves it there, and later changes refuse to guess).
 
@@ -42,12 +43,13 @@ from kanal.model.load import read_documents as load_documents
 from kanal.model.meta import DEFAULT_NAMESPACE
 from kanal.model.objects import Manifests
 from kanal.model.parse import KINDS, ManifestAssembler, parse_documents
+from kanal.store.sqlite import STORE_FILE
 
 DEFAULT_STATE_DIR = Path("/var/lib/kanal/lab")
 STATE_DIR_ENV = "KANAL_LAB_DIR"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Raw = dict[str, Any]
 
@@ -160,7 +162,7 @@ class LabState:
     placement: dict[str, str] = field(default_factory=dict)
     ipam: IpamState = field(default_factory=IpamState)
     servers: dict[str, int] = field(default_factory=dict)
-    applied: dict[str, str] = field(default_factory=dict)
+    agents: dict[str, int] = field(default_factory=dict)
     phase: Phase = Phase.BUILDING
 
     def spec(self) -> LabSpec:
@@ -188,7 +190,7 @@ class LabState:
             "placement": dict(sorted(self.placement.items())),
             "ipam": self.ipam.to_json(),
             "servers": dict(sorted(self.servers.items())),
-            "applied": dict(sorted(self.applied.items())),
+            "agents": dict(sorted(self.agents.items())),
         }
 
     @classmethod
@@ -206,7 +208,7 @@ class LabState:
             placement=dict(data["placement"]),
             ipam=IpamState.from_json(data["ipam"]),
             servers={k: int(v) for k, v in data["servers"].items()},
-            applied=dict(data["applied"]),
+            agents={k: int(v) for k, v in data["agents"].items()},
             phase=Phase(data["phase"]),
         )
 
@@ -273,9 +275,15 @@ class StateStore:
         return self.directory / name
 
     def remove(self) -> None:
-        """Delete the state file and the lab's files; the directory too once it is empty
-        (files kanal did not write stay, and so does their directory)."""
-        for path in [self.path, self.directory / LOCK_FILE, *self.directory.glob("servers-*")]:
+        """Delete the state file and the lab's files (the datastore, server and agent files);
+        the directory too once it is empty (files kanal did not write stay, and so does their
+        directory)."""
+        lab_files = [
+            self.path, self.directory / LOCK_FILE, *self.directory.glob("servers-*"),
+            *self.directory.glob("agent-*.log"),
+            *(self.directory / f"{STORE_FILE}{suffix}" for suffix in ("", "-wal", "-shm")),
+        ]
+        for path in lab_files:
             path.unlink(missing_ok=True)
         self.path.with_suffix(".tmp").unlink(missing_ok=True)
         try:
