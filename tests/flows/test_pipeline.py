@@ -15,7 +15,9 @@ from kanal.flows.filters import FlowFilter
 from kanal.flows.netlink import split_messages
 from kanal.flows.nflog import LogEvent, parse_packet
 from kanal.flows.pipeline import FlowPipeline
+from kanal.flows.records import FlowRecord
 from kanal.flows.store import FlowStore
+from kanal.flows.tables import FlowStoreError
 from kanal.render import RenderOptions, render_node
 
 from . import cluster
@@ -124,3 +126,24 @@ def test_open_connections_are_bounded(pipeline: FlowPipeline) -> None:
     pipeline.on_log_events([_log(pipeline, Outcome.ALLOW, CLIENT_B, p, 80) for p in (1, 2, 3)])
     pipeline.flush()
     assert [key[2] for key in pipeline.open] == [2, 3] and pipeline.forgotten == 1
+
+
+def test_a_store_that_fails_loses_nothing(pipeline: FlowPipeline,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pipeline.store.insert
+    calls = iter([True, False])
+
+    def flaky(records: list[FlowRecord]) -> list[int]:
+        if next(calls, False):
+            raise FlowStoreError("cannot use flow database: database is locked")
+        return real(records)
+
+    monkeypatch.setattr(pipeline.store, "insert", flaky)
+    pipeline.on_log_events([_log(pipeline, Outcome.ALLOW, CLIENT_B, 5005, 80)])
+    pipeline.on_ct_events([_ct(destroy=True, src=CLIENT_B, sport=5005, orig=(2, 100))],
+                          now=10.0)
+    with pytest.raises(FlowStoreError):
+        pipeline.tick(now=10.0)
+    pipeline.tick(now=10.1)
+    assert _stored(pipeline) == [
+        ("Ingress", "[NetworkPolicy x/allow-clients] rule #0 Allow", "nflog", 100)]

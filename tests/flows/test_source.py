@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kanal.flows.source import ManifestSource
+from kanal.flows.source import ManifestSource, placed_pod, write_snapshot
 from kanal.store.sqlite import SqliteStore
 
 from . import cluster
@@ -44,3 +44,14 @@ def test_a_datastore_is_versioned_by_revision(tmp_path: Path) -> None:
     assert source.version() != first and len(source.load().pods) == 4
     source.close()
     store.close()
+
+
+def test_the_labs_snapshot_places_pods_and_is_read_back(tmp_path: Path) -> None:
+    raw = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "x"},
+           "status": {"podIP": "10.0.0.9"}}
+    docs = [placed_pod(raw, node="n0", ips=["10.244.1.2"]), *cluster.documents()[:3]]
+    assert raw["status"] == {"podIP": "10.0.0.9"}  # the input is not changed
+    write_snapshot(tmp_path / "flows-manifests.json", docs)
+    assert [p.name for p in tmp_path.iterdir()] == ["flows-manifests.json"]
+    [pod] = ManifestSource(tmp_path / "flows-manifests.json").load().pods
+    assert (pod.node_name, [str(ip) for ip in pod.ips]) == ("n0", ["10.244.1.2"])

@@ -22,7 +22,17 @@ Readiness: once both sockets are bound and the first load is done, the line `rea
 atomically to `--ready-file`. SIGTERM or SIGINT: flush, exit 0. A netns or group that cannot be
 used exits 3 with the reason on stderr; manifests that cannot be loaded at start exit 2.
 
-The lab starts one per node: `collector_command(...)` gives the argv.
+The lab hook (what `kanal lab` does to have flows; `collector_command` gives the argv):
+
+1. render every node with `RenderOptions(log_group=DEFAULT_LOG_GROUP, ...)` (a group only adds
+   the log statements: the ids are the same), one group for all nodes (one per netns);
+2. before loading tables, and again on every change before loading the new tables, write the
+   cluster with every pod placed (`source.placed_pod(raw, node=..., ips=...)`) plus the Node
+   documents to `$KANAL_LAB_DIR/flows-manifests.json` with `source.write_snapshot` (atomic);
+3. start one collector per node (`--netns` the node's netns, `--db $KANAL_LAB_DIR/flows.db`,
+   `--ready-file`), wait for the ready files as for the pod servers, keep the pids in the
+   state, and stop them with SIGTERM on `down` (their main thread is in the root netns, so
+   `netns_pids` does not find them: the lab must track them).
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from kanal.flows.pipeline import FlowPipeline
 from kanal.flows.records import RuleRef
 from kanal.flows.source import ManifestSource
 from kanal.flows.store import FlowStore, labels_key
+from kanal.flows.tables import FlowStoreError
 from kanal.render import RenderOptions, render_node
 from kanal.store.sqlite import default_store_path
 
@@ -187,8 +198,15 @@ class Collector:
                 yield
 
     def run(self, stop: threading.Event) -> None:
+        """Step until `stop`; a flow database that cannot be written (locked too long, disk
+        full) is reported and retried a second later, with the records still held (the kernel
+        buffers new events meanwhile, up to the sockets' receive buffers)."""
         while not stop.is_set():
-            self.step(timeout=0.05)
+            try:
+                self.step(timeout=0.05)
+            except FlowStoreError as exc:
+                self.say(f"warning: {exc}; retrying")
+                stop.wait(1.0)
 
     # -- one iteration ---------------------------------------------------------------------------
 
@@ -214,9 +232,10 @@ class Collector:
         return len(logs) + len(cts)
 
     def _housekeeping(self, now: float) -> None:
-        if self.reaper is not None and now >= self._next_reap:
+        assert self.pipeline is not None
+        if self.reaper is not None and now >= self._next_reap and self.pipeline.open:
             self._next_reap = now + self.config.reap_interval_s
-            self.reaper.reap()
+            self.reaper.reap()  # only while some recorded connection still waits for its end
         if now >= self._next_reload:
             self._reload(force=False, now=now)
             self._report_health()

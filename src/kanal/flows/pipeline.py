@@ -67,6 +67,7 @@ class FlowPipeline:
         self.open: OrderedDict[ConnectionKey, _Open] = OrderedDict()
         self.pending: dict[ConnectionKey, _Pending] = {}
         self.unknown: list[LogEvent] = []
+        self.destroyed: list[CtEvent] = []
         self.finished: list[tuple[FlowRecord, Completion]] = []
         self.health: Counter[str] = Counter()
         self.forgotten = 0
@@ -98,44 +99,49 @@ class FlowPipeline:
 
     def on_ct_events(self, events: Sequence[CtEvent], *, now: float) -> None:
         for event in events:
-            key = event.original.key
             if event.type is CtEventType.NEW:
-                self.pending[key] = _Pending(event, now + self.grace_s)
+                self.pending[event.original.key] = _Pending(event, now + self.grace_s)
             else:
-                self._on_destroy(key, event)
-
-    def _on_destroy(self, key: ConnectionKey, event: CtEvent) -> None:
-        self.flush()  # records of this connection may still be in the batch
-        pending = self.pending.pop(key, None)
-        if pending is not None:
-            self._unlogged(key, pending.event)
-            self.flush()
-        entry = self.open.pop(key, None)
-        if entry is None and event.reply is not None:
-            entry = self.open.pop(_inverted(event.reply).key, None)
-        if entry is None:
-            return
-        done = completion(event, started=entry.started, timeouts=self.timeouts)
-        self.finished.extend((record, done) for record in entry.records)
+                self.destroyed.append(event)
 
     # -- output ----------------------------------------------------------------------------------
 
     def tick(self, *, now: float) -> None:
-        """Turn due pending NEWs into records, then write everything held to the store."""
+        """Write what is held: records first (a connection's records may still be in the
+        batch when its DESTROY comes), then DESTROYs (a connection that ended within the grace
+        is recorded first), then due NEWs, then completions. Nothing is dropped when the store
+        fails: whatever was not written is written by the next tick."""
         self.flush()
-        due = [k for k, p in self.pending.items() if p.due <= now]
-        for key in due:
+        for event in self.destroyed:
+            pending = self.pending.pop(event.original.key, None)
+            if pending is not None:
+                self._unlogged(event.original.key, pending.event)
+        self.flush()
+        for event in self.destroyed:
+            self._finish(event)
+        self.destroyed = []
+        for key in [k for k, p in self.pending.items() if p.due <= now]:
             self._unlogged(key, self.pending.pop(key).event)
         self.flush()
         if self.finished:
-            finished, self.finished = self.finished, []
-            self.store.complete(finished)
+            self.store.complete(self.finished)
+            self.finished = []
+
+    def _finish(self, event: CtEvent) -> None:
+        entry = self.open.pop(event.original.key, None)
+        if entry is None and event.reply is not None:
+            entry = self.open.pop(_inverted(event.reply).key, None)
+        if entry is not None:
+            done = completion(event, started=entry.started, timeouts=self.timeouts)
+            self.finished.extend((record, done) for record in entry.records)
 
     def flush(self) -> None:
+        """Write the batch; if the store fails (FlowStoreError), the batch is kept for the next
+        attempt, so a busy database delays records instead of losing them."""
         if not self.batch:
             return
+        ids = self.store.insert([record for record, _ in self.batch])
         batch, self.batch = self.batch, []
-        ids = self.store.insert([record for record, _ in batch])
         for (record, key), ident in zip(batch, ids, strict=True):
             if record.decision.allowed:
                 self._track(key, replace(record, id=ident))

@@ -8,11 +8,19 @@
   version is the store's revision.
 
 `ManifestSource.version()` is cheap (stat calls or one query) and is polled; `load()` parses.
+
+For writers (the lab): `placed_pod` sets a Pod document's node and addresses, `write_snapshot`
+writes documents as one `kind: List` file atomically.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from kanal.model.load import load_manifests
 from kanal.model.objects import Manifests
@@ -59,4 +67,29 @@ def _stamp(path: Path) -> tuple[str, int, int]:
     return (str(path), stat.st_mtime_ns, stat.st_size)
 
 
-__all__ = ["ManifestSource"]
+def placed_pod(raw: Mapping[str, Any], *, node: str, ips: Sequence[object]) -> dict[str, Any]:
+    """A copy of a Pod document with `spec.nodeName` and `status.podIPs` (and `podIP`) set to
+    where the pod runs and its addresses."""
+    doc = copy.deepcopy(dict(raw))
+    doc.setdefault("spec", {})["nodeName"] = node
+    status = doc.setdefault("status", {})
+    status["podIPs"] = [{"ip": str(ip)} for ip in ips]
+    if ips:
+        status["podIP"] = str(ips[0])
+    else:
+        status.pop("podIP", None)
+    return doc
+
+
+def write_snapshot(path: Path, documents: Iterable[Mapping[str, Any]]) -> None:
+    """`documents` as one `kind: List` JSON file at `path`, replaced atomically (write to a
+    sibling, fsync, rename): a collector polling it never reads half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w") as out:
+        json.dump({"apiVersion": "v1", "kind": "List", "items": list(documents)}, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
+__all__ = ["ManifestSource", "placed_pod", "write_snapshot"]
