@@ -21,6 +21,7 @@ from kanal.flows.collector import default_flows_path
 from kanal.flows.filters import FilterError, FlowFilter, parse_duration, split_pod
 from kanal.flows.graph import FORMATS as GRAPH_FORMATS
 from kanal.flows.graph import render as render_graph
+from kanal.flows.metrics import MetricsServer
 from kanal.flows.records import FlowRecord, Verdict
 from kanal.flows.stats import Stats, compute_stats, prometheus_text
 from kanal.flows.store import FlowStore
@@ -38,7 +39,8 @@ EXAMPLES = {
     "flows": "kanal flows --verdict denied --to-namespace x\n"
              "  kanal flows --since 5m --policy x/default-deny -o json\n"
              "  kanal flows --follow --from-pod y/client-a",
-    "stats": "kanal stats\n  kanal stats -o json\n  kanal stats -o prometheus",
+    "stats": "kanal stats\n  kanal stats -o json\n  kanal stats -o prometheus\n"
+             "  kanal stats --listen 127.0.0.1:9464   # Prometheus scrapes /metrics",
     "graph": "kanal graph -o dot | dot -Tsvg > flows.svg\n  kanal graph -o mermaid --since 1h",
 }
 COLUMNS = ("TIME (UTC)", "NODE", "SOURCE", "DESTINATION", "PROTO", "DIRECTION", "VERDICT",
@@ -60,6 +62,8 @@ def register(subparsers: Any) -> None:
                       "hits, denies and bytes per policy and rule; rules never hit")
     parser.add_argument("-o", "--output", choices=("table", "json", "prometheus"),
                         default="table")
+    parser.add_argument("--listen", type=_address, metavar="HOST:PORT",
+                        help="serve Prometheus /metrics from the database until Ctrl-C")
     parser = _command(subparsers, "graph", graph,
                       "the traffic graph between policy groups, edges by deciding rule")
     _add_filters(parser)
@@ -113,6 +117,13 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"`{text}` is not a port: 1-65535")
     return int(text)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"`{text}` is not HOST:PORT (like 127.0.0.1:9464)")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _count(text: str) -> int:
@@ -217,6 +228,8 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 
 def stats(args: argparse.Namespace, term: Terminal) -> int:
+    if args.listen is not None:
+        return _serve_metrics(args, term)
     store = _open(args)
     try:
         totals = store.totals()
@@ -233,6 +246,24 @@ def stats(args: argparse.Namespace, term: Terminal) -> int:
     lost = found.health["events_lost"]
     if lost:
         term.warn(f"the kernel dropped {lost} flow event(s): counts are lower bounds")
+    return 0
+
+
+def _serve_metrics(args: argparse.Namespace, term: Terminal) -> int:
+    db = args.db or default_flows_path()
+    _open(args).close()  # a missing database is the user's error now, not a 503 later
+    try:
+        server = MetricsServer(args.listen, db)
+    except OSError as exc:
+        term.abort(f"cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror or exc}")
+    host, port = server.server_address[:2]
+    term.note(f"serving Prometheus metrics of {db} on http://{host!s}:{port}/metrics")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
