@@ -42,8 +42,10 @@ def store(tmp_path: Path) -> Iterator[FlowStore]:
 
 def test_records_come_back_as_they_went_in_with_their_ids(store: FlowStore) -> None:
     written = [record(), record(denied, at(1)),
-               record(decision=NOT_ISOLATED_EGRESS, source=Source.CONNTRACK, src=CLIENT_B),
-               record(dst=replace(OTHER, pod=None, namespace=None, labels={}, node="node-1"))]
+               record(at(2), decision=NOT_ISOLATED_EGRESS, source=Source.CONNTRACK,
+                      src=CLIENT_B),
+               record(at(3), dst=replace(OTHER, pod=None, namespace=None, labels={},
+                                         node="node-1"))]
     ids = store.insert(written)
     assert ids == [1, 2, 3, 4]
     expected = [replace(r, id=i) for r, i in zip(written, ids, strict=True)]
@@ -87,9 +89,11 @@ def test_filters(store: FlowStore, flow_filter: FlowFilter, expected: list[int])
     assert [r.id for r in store.query(flow_filter)] == expected
 
 
-def test_last_n_gives_the_newest_in_arrival_order(store: FlowStore) -> None:
+def test_last_n_gives_the_last_to_arrive_in_time_order(store: FlowStore) -> None:
     store.insert([record(at(i)) for i in range(10)])
-    assert [r.id for r in store.query(FlowFilter(), last=3)] == [8, 9, 10]
+    store.insert([record(at(4.5))])  # a conntrack record arrives after its time
+    assert [r.id for r in store.query(FlowFilter(), last=3)] == [11, 9, 10]
+    assert [r.id for r in store.query(FlowFilter())][4:7] == [5, 11, 6]
 
 
 def test_completion_sets_bytes_and_counts_them_per_flow_and_rule(store: FlowStore) -> None:

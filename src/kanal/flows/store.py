@@ -269,7 +269,9 @@ class FlowStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def query(self, flow_filter: FlowFilter, *, last: int | None = None) -> list[FlowRecord]:
-        """Matching records in arrival order; with `last`, only the last `last` of them."""
+        """Matching records in time order; with `last`, only the last `last` to arrive. (A
+        record from conntrack arrives up to the grace after its time, so arrival and time
+        orders differ slightly; `follow` streams in arrival order.)"""
         with tables.transaction(self._db, self.path, write=False):
             condition = self._condition(flow_filter)
             if condition is None:
@@ -283,8 +285,9 @@ class FlowStore:
                 rows = self._db.execute(
                     f"SELECT {tables.FLOW_COLUMNS} FROM flows WHERE {where} "
                     "ORDER BY id DESC LIMIT ?", [*params, last]).fetchall()
-                rows.reverse()
-            return self._records(rows)
+            records = self._records(rows)
+            records.sort(key=lambda r: (r.time, r.id or 0))
+            return records
 
     def _condition(self, flow_filter: FlowFilter) -> tuple[str, list[object]] | None:
         """The SQL condition, or None when nothing can match (unknown node, no decision)."""
@@ -339,7 +342,8 @@ class FlowStore:
             current = tables.data_version(self._db)
             if current != version:
                 version = current
-                for record in self.query(_after(flow_filter, after)):
+                for record in sorted(self.query(_after(flow_filter, after)),
+                                     key=lambda r: r.id or 0):
                     assert record.id is not None
                     after = record.id
                     yield record
