@@ -10,9 +10,9 @@ CtEvent DESTROY ──open.pop(key)──► completion ──► FlowStore.comp
 
 `key` is the connection's original tuple (protocol, src, sport, dst, dport): what the first
 packet carried, hence what NFLOG logged. Denied records never enter `open`: a dropped first
-packet leaves no conntrack entry, so no DESTROY will come. `open` is bounded (`max_open`, the
-oldest forgotten first, counted in `forgotten`): connections that outlive it keep their record,
-without bytes.
+packet leaves no conntrack entry, so no DESTROY will come. `open` is bounded (`max_open`, about
+500 bytes each; the oldest forgotten first, counted in `forgotten`): a connection forgotten, or
+whose DESTROY the kernel dropped, keeps its record without bytes.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class FlowPipeline:
 
     def __init__(
         self, store: FlowStore, attributor: Attributor, *, timeouts: Mapping[str, float],
-        grace_s: float = DEFAULT_GRACE_S, max_open: int = 1_000_000,
+        grace_s: float = DEFAULT_GRACE_S, max_open: int = 100_000,
     ) -> None:
         self.store = store
         self.attributor = attributor
