@@ -125,7 +125,7 @@ def test_open_connections_are_bounded(pipeline: FlowPipeline) -> None:
     pipeline.max_open = 2
     pipeline.on_log_events([_log(pipeline, Outcome.ALLOW, CLIENT_B, p, 80) for p in (1, 2, 3)])
     pipeline.flush()
-    assert [key[2] for key in pipeline.open] == [2, 3] and pipeline.forgotten == 1
+    assert [key[2] for key in pipeline.open] == [2, 3] and pipeline.health["forgotten"] == 1
 
 
 def test_a_store_that_fails_loses_nothing(pipeline: FlowPipeline,

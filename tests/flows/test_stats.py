@@ -82,7 +82,7 @@ def test_json_lists_never_hit_rules(store: FlowStore) -> None:
         ("guard", 0, "pass"), ("q/unused", 0, "not rendered"), ("x/allow-clients", 1, "never hit"),
         ("z/egress-only", 0, "never hit")]
     assert found["collector"] == {"events_lost": 0, "unknown_log_ids": 0, "disagreements": 0,
-                                  "reloads": 0}
+                                  "reloads": 0, "forgotten": 0}
 
 
 def test_prometheus_text_has_bounded_labels_only(store: FlowStore) -> None:

@@ -153,6 +153,7 @@ class FlowPipeline:
             if len(self.open) > self.max_open:
                 self.open.popitem(last=False)
                 self.forgotten += 1
+                self.health["forgotten"] += 1
         entry.records.append(record)
         entry.directions.add(record.direction)
 

@@ -18,6 +18,7 @@ kanal_flow_collector_events_lost_total{node,source}               kernel could n
 kanal_flow_collector_unknown_log_ids_total{node}                  `k:` ids not in the log table
 kanal_flow_collector_disagreements_total{node}                    kernel rule != engine's answer
 kanal_flow_collector_reloads_total{node}                          manifests reloaded
+kanal_flow_collector_forgotten_connections_total{node}            no room to wait for the end
 ```
 """
 
@@ -35,6 +36,7 @@ HEALTH_COUNTERS = {
     "unknown_log_ids": "kanal_flow_collector_unknown_log_ids_total",
     "disagreements": "kanal_flow_collector_disagreements_total",
     "reloads": "kanal_flow_collector_reloads_total",
+    "forgotten": "kanal_flow_collector_forgotten_connections_total",
 }
 
 
