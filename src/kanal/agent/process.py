@@ -129,15 +129,28 @@ def _store_of(pid: int) -> str | None:
 
 def alive(pid: int) -> bool:
     """Running (our own exited child is reaped and counts as gone; so does a zombie)."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    if _reap(pid):
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    if stat.rpartition(")")[2].split()[0] == "Z":
+        # Dead. If it is our child, collect it: a killed multi-threaded process shows `Z`
+        # before waitpid may report it (its other threads are still exiting), so wait.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        return False
+    return True
+
+
+def _reap(pid: int) -> bool:
+    """Collect `pid` if it is our exited child; True if it was."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
 
 
 def _reap_blocking(pid: int) -> None:
