@@ -30,6 +30,7 @@ from kanal.lab.prober import Probe, probe_many
 from kanal.lab.servers import PodServers, ServedPod
 from kanal.model.objects import Direction, Protocol
 from kanal.render import RenderOptions, render_node, table_text
+from kanal.store.sqlite import SqliteStore
 
 from . import cluster
 
@@ -207,13 +208,18 @@ def test_collectors_record_every_probe_with_pods_rule_and_bytes(
         store.close()
 
 
-def test_collector_process_starts_from_its_command_records_and_stops(
+def test_collector_process_reads_the_datastore_records_and_stops(
     lab: Lab, servers: None, tmp_path: Path
 ) -> None:
     node = lab.pod("web").node
+    datastore = SqliteStore(tmp_path / "store.db")  # as the lab's agents read it
+    datastore.apply([("cluster", d) for d in cluster.documents(
+        [p.node for p in lab.minilab.pods], [str(p.ip) for p in lab.minilab.pods])])
+    datastore.close()
     ready = tmp_path / "ready"
     argv = collector_command(node=node, netns=node, group=GROUP, db=lab.db,
-                             manifests=lab.manifests, ready_file=ready, python=sys.executable)
+                             manifests=tmp_path / "store.db", ready_file=ready,
+                             python=sys.executable)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: ready.exists() or proc.poll() is not None, 15)
@@ -282,3 +288,37 @@ def test_a_table_newer_than_the_collectors_manifests_is_attributed_after_a_reloa
                 if c.name in ("reloads", "unknown_log_ids")}
     store.close()
     assert counters == {"reloads": 1}
+
+
+def test_a_table_older_than_the_collectors_manifests_is_attributed_as_the_kernel_ran_it(
+    lab: Lab, servers: None
+) -> None:
+    node = lab.pod("web").node
+    collector = Collector(CollectorConfig(node=node, group=GROUP, db=lab.db,
+                                          manifests=lab.manifests, netns=node,
+                                          reload_interval_s=0.0))
+    collector.open()
+    try:  # allow-clients is deleted from the manifests; the kernel still runs the old table
+        docs = [d for d in cluster.documents([p.node for p in lab.minilab.pods],
+                                             [str(p.ip) for p in lab.minilab.pods])
+                if d["metadata"]["name"] != "allow-clients"]
+        partial = lab.manifests.with_suffix(".partial")
+        cluster.write(partial, docs)
+        partial.replace(lab.manifests)
+        collector.step(timeout=0.0)
+        assert _probe(lab, [("client-a", "web", 80, Protocol.TCP)]) == [True]
+        deadline = time.monotonic() + 5
+        while not collector.store.query(FlowFilter(port=80)):
+            assert time.monotonic() < deadline
+            collector.step(timeout=0.1)
+        record = next(r for r in collector.store.query(FlowFilter(port=80))
+                      if r.source is Source.NFLOG)
+        assert record.decision.describe() == ALLOW
+        assert "the table in the kernel and the collector's manifests differ" in record.summary
+    finally:
+        collector.close()
+    store = FlowStore(lab.db, create=False)
+    counters = {c.name: c.value for c in store.counters()
+                if c.name in ("reloads", "unknown_log_ids", "disagreements")}
+    store.close()
+    assert counters == {"reloads": 1, "disagreements": 1}

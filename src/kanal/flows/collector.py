@@ -15,8 +15,10 @@ It renders its node with the same log group the table was rendered with, so its 
 the kernel's: log ids are content hashes of the decisions, identical on every node and across
 reloads. An id it does not know triggers a reload at once (the table may be newer than the last
 poll); still unknown, it is counted (`unknown_log_ids`) and reported on stderr, never dropped
-silently. No Python runs per packet of an established connection: the kernel logs only the
-first packet (the renderer's log rules sit behind `ct state established,related accept`).
+silently. Ids it loaded before stay known (they are content hashes: their meaning never
+changes), so a table older than the manifests is attributed too. No Python runs per packet of
+an established connection: the kernel logs only the first packet (the renderer's log rules sit
+behind `ct state established,related accept`).
 
 Readiness: once both sockets are bound and the first load is done, the line `ready` is written
 atomically to `--ready-file`. SIGTERM or SIGINT: flush, exit 0. A netns or group that cannot be
@@ -24,15 +26,19 @@ used exits 3 with the reason on stderr; manifests that cannot be loaded at start
 
 The lab hook (what `kanal lab` does to have flows; `collector_command` gives the argv):
 
-1. render every node with `RenderOptions(log_group=DEFAULT_LOG_GROUP, ...)` (a group only adds
-   the log statements: the ids are the same), one group for all nodes (one per netns);
-2. before loading tables, and again on every change before loading the new tables, write the
-   cluster with every pod placed (`source.placed_pod(raw, node=..., ips=...)`) plus the Node
-   documents to `$KANAL_LAB_DIR/flows-manifests.json` with `source.write_snapshot` (atomic);
-3. start one collector per node (`--netns` the node's netns, `--db $KANAL_LAB_DIR/flows.db`,
-   `--ready-file`), wait for the ready files as for the pod servers, keep the pids in the
-   state, and stop them with SIGTERM on `down` (their main thread is in the root netns, so
-   `netns_pids` does not find them: the lab must track them).
+1. start every node's agent with `--log-group DEFAULT_LOG_GROUP` (one group for all nodes: it
+   is per netns; a group only adds the log statements, the ids are the same);
+2. start one collector per node: `collector_command(node=NAME, netns=NODE_NETNS,
+   group=DEFAULT_LOG_GROUP, db=$KANAL_LAB_DIR/flows.db, manifests=$KANAL_LAB_DIR/store.db,
+   ready_file=...)`: it reads the datastore the agents read (pods with nodeName and podIP,
+   Nodes with their addresses) and polls its revision;
+3. wait for the ready files as for the pod servers, keep the pids in the state, stop them with
+   SIGTERM on `down` (their main thread is in the root netns, so `netns_pids` does not find
+   them: the lab must track them), restart a dead one like an agent.
+
+Without a datastore, `--manifests` takes a snapshot file instead: the documents with every pod
+placed (`source.placed_pod`), written with `source.write_snapshot` (atomic) before each table
+change.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ from kanal.flows.records import RuleRef
 from kanal.flows.source import ManifestSource
 from kanal.flows.store import FlowStore, labels_key
 from kanal.flows.tables import FlowStoreError
-from kanal.render import RenderOptions, render_node
+from kanal.render import LogEntry, RenderOptions, render_node
+from kanal.render.names import LogId
 from kanal.store.sqlite import default_store_path
 
 DEFAULT_LOG_GROUP = 100
@@ -156,6 +163,10 @@ class Collector:
         self.reaper: ExpiryReaper | None = None
         self.pipeline: FlowPipeline | None = None
         self._version: object = None
+        self._known: dict[LogId, LogEntry] = {}
+        """Every log entry ever loaded: an id is a hash of what it means, so an entry stays
+        true after its rule is gone, and a table the agent has not replaced yet (older than
+        the manifests just loaded) is still attributed, as the kernel ran it."""
         self._next_reload = 0.0
         self._next_prune = 0.0
         self._next_reap = 0.0
@@ -258,7 +269,8 @@ class Collector:
                                  [decision_of(e) for e in table.values()])
         self.say(f"loaded {len(engine.pods())} pods, {len(engine.policies())} policies, "
                  f"{len(table)} log ids for node `{self.config.node}`")
-        return Attributor(engine, table, node=self.config.node)
+        self._known.update(table)
+        return Attributor(engine, dict(self._known), node=self.config.node)
 
     def _reload(self, *, force: bool, now: float) -> None:
         assert self.pipeline is not None
