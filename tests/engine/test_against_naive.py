@@ -51,6 +51,8 @@ def test_engine_verdicts_equal_the_naive_evaluator(m: Manifests) -> None:
                 expected = naive.allowed(*_pair(s, d), port, proto)
                 verdict = engine.explain(s_name, d_name, port, proto)
                 assert verdict.allowed == expected, (s_name, d_name, port, proto, verdict)
+                fast = engine.allowed(engine.connection(s_name, d_name, port, proto))
+                assert fast == expected, ("allowed()", s_name, d_name, port, proto)
 
 
 @CASES

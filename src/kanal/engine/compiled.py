@@ -19,6 +19,7 @@ from kanal.model.objects import (
     AdminNetworkPolicy,
     AdminPeer,
     AdminPort,
+    ContainerPort,
     Direction,
     LabelSelector,
     NetworkPolicy,
@@ -67,10 +68,19 @@ class CompiledPort:
     name: str | None = None
 
     def matches(self, port: int, protocol: Protocol, destination: Pod | None) -> bool:
+        ports = destination.ports if destination is not None else None
+        return self.matches_ports(port, protocol, ports)
+
+    def matches_ports(
+        self, port: int, protocol: Protocol, ports: tuple[ContainerPort, ...] | None
+    ) -> bool:
+        """`matches`, with the destination given by its container ports (None: not a pod)."""
         if self.protocol is not None and protocol != self.protocol:
             return False
         if self.name is not None:
-            return destination is not None and destination.named_port(self.name, protocol) == port
+            return ports is not None and any(
+                c.name == self.name and c.protocol == protocol and c.port == port for c in ports
+            )
         if self.port is None:
             return True
         return self.port <= port <= (self.end if self.end is not None else self.port)

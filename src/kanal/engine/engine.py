@@ -49,6 +49,7 @@ from kanal.engine.compiled import (
 from kanal.engine.evaluate import Chain, Connection, decide
 from kanal.engine.groups import GroupId, GroupKey, PodGroups
 from kanal.engine.labelindex import SelectorIndex
+from kanal.engine.rows import VerdictRows
 from kanal.engine.selectors import EndpointSelector, pod_view
 from kanal.engine.verdict import Endpoint, Verdict
 from kanal.errors import NotFoundError
@@ -69,6 +70,8 @@ from kanal.model.objects import (
 )
 
 PolicyRef = tuple[Tier, PolicyKey]
+_Resolved = tuple[IPAddress | None, Pod | None, GroupId | None, Node | None]
+"""An endpoint before its address is chosen: (address given, pod, its group, node)."""
 
 
 class PolicyEngine:
@@ -87,6 +90,7 @@ class PolicyEngine:
         """Bumped on every change; consumers key their caches on it."""
         self._warnings: tuple[int, tuple[str, ...]] = (-1, ())
 
+        self._rows = VerdictRows(self)
         self._index: SelectorIndex[GroupId] = SelectorIndex(
             on_match_started=self._on_match_started,
             on_match_stopped=self._on_match_stopped,
@@ -338,26 +342,29 @@ class PolicyEngine:
     def endpoint(self, spec: str | IPAddress) -> Endpoint:
         """`ns/name` of a pod (its address is chosen per connection), or an address (a pod's
         address means that pod, with that address)."""
+        return Endpoint(*self._resolve(spec))
+
+    def _resolve(self, spec: str | IPAddress) -> _Resolved:
         if isinstance(spec, str) and "/" in spec:
-            pod = self.pod(spec)
-            return Endpoint(None, pod, self._groups.group_of(PodKey(spec)))
+            return None, self.pod(spec), self._groups.group_of(PodKey(spec)), None
         ip = spec if not isinstance(spec, str) else _parse_ip(spec)
         owner = self._pod_by_ip.get(ip)
         if owner is not None:
-            return Endpoint(ip, self._pods[owner], self._groups.group_of(owner))
-        node = self._nodes.get(self._node_by_ip.get(ip, ""))
-        return Endpoint(ip, node=node)
+            return ip, self._pods[owner], self._groups.group_of(owner), None
+        return ip, None, None, self._nodes.get(self._node_by_ip.get(ip, ""))
 
     def connection(
         self, source: str | IPAddress, destination: str | IPAddress, port: int, protocol: Protocol
     ) -> Connection:
-        src, dst = self.endpoint(source), self.endpoint(destination)
+        """Both ends resolved, with the addresses a packet between them would carry."""
+        src, dst = self._resolve(source), self._resolve(destination)
         src_ip, dst_ip = _address_pair(src, dst)
-        if src_ip is not src.ip:
-            src = Endpoint(src_ip, src.pod, src.group, src.node)
-        if dst_ip is not dst.ip:
-            dst = Endpoint(dst_ip, dst.pod, dst.group, dst.node)
-        return Connection(src, dst, port, protocol)
+        return Connection(
+            Endpoint(src_ip, src[1], src[2], src[3]),
+            Endpoint(dst_ip, dst[1], dst[2], dst[3]),
+            port,
+            protocol,
+        )
 
     def explain(
         self,
@@ -381,8 +388,22 @@ class PolicyEngine:
         )
 
     def allowed(self, conn: Connection) -> bool:
-        egress = decide(self, Direction.EGRESS, conn)
-        return egress.allowed and decide(self, Direction.INGRESS, conn).allowed
+        """The verdict alone: from the group rows (`kanal.engine.rows`) for pod pairs whose
+        chains allow it, else by walking the rules as `judge` does."""
+        src, dst = conn.source, conn.destination
+        if src.group is not None and dst.group is not None and src.pod is not dst.pod:
+            egress = self._rows.decide(
+                Direction.EGRESS, src.group, dst.group, conn.port, conn.protocol
+            )
+            if egress is False:
+                return False
+            ingress = self._rows.decide(
+                Direction.INGRESS, dst.group, src.group, conn.port, conn.protocol
+            )
+            if ingress is not None and egress is not None:
+                return ingress
+        egress_decision = decide(self, Direction.EGRESS, conn)
+        return egress_decision.allowed and decide(self, Direction.INGRESS, conn).allowed
 
     # -- for tests: the derived state, independent of ids and arrival order -----------------------
 
@@ -420,7 +441,7 @@ def _primary_ip(ips: Iterable[IPAddress]) -> IPAddress | None:
     return ordered[0] if ordered else None
 
 
-def _address_pair(src: Endpoint, dst: Endpoint) -> tuple[IPAddress | None, IPAddress | None]:
+def _address_pair(src: _Resolved, dst: _Resolved) -> tuple[IPAddress | None, IPAddress | None]:
     """The addresses a real packet would carry: one family for both ends, IPv4 preferred."""
     src_ips, dst_ips = _candidates(src), _candidates(dst)
     if len(src_ips) == 1 and len(dst_ips) == 1 and src_ips[0].version == dst_ips[0].version:
@@ -433,7 +454,8 @@ def _address_pair(src: Endpoint, dst: Endpoint) -> tuple[IPAddress | None, IPAdd
     return _primary_ip(src_ips), _primary_ip(dst_ips)
 
 
-def _candidates(endpoint: Endpoint) -> tuple[IPAddress, ...]:
-    if endpoint.ip is not None:
-        return (endpoint.ip,)
-    return endpoint.pod.ips if endpoint.pod is not None else ()
+def _candidates(resolved: _Resolved) -> tuple[IPAddress, ...]:
+    ip, pod = resolved[0], resolved[1]
+    if ip is not None:
+        return (ip,)
+    return pod.ips if pod is not None else ()

@@ -20,20 +20,20 @@ Work grows with distinct classes × rules × pods; only the final gather is pods
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from kanal.engine.compiled import Action, CompiledPeer, CompiledPort, CompiledRule
+from kanal.engine.compiled import CompiledPeer, CompiledPort, CompiledRule
 from kanal.engine.engine import PolicyEngine
 from kanal.engine.evaluate import Chain
 from kanal.engine.ipranges import RangeSet, SortedAddresses
 from kanal.engine.selectors import EndpointSelector
+from kanal.engine.tiers import Mask, evaluate_tiers
 from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, Protocol
 
-Mask = npt.NDArray[np.bool_]
 Classes = npt.NDArray[np.intp]
 Families = frozenset[int]
 
@@ -261,36 +261,3 @@ def _class_key(chain: Chain, families: Families, ports_of: Pod | None) -> tuple[
         families,
         ports_of.ports if ports_of is not None else None,
     )
-
-
-def evaluate_tiers(
-    chain: Chain, direction: Direction, rule_mask: Callable[[CompiledRule], Mask], n: int
-) -> Mask:
-    """The tier order of `kanal.engine.evaluate`, on vectors: element i says whether peer i is
-    allowed for this chain. After the admin tier, a peer that an admin rule passed and one that
-    no admin rule matched go on alike; Pass only stops later admin rules from deciding."""
-    allowed = np.zeros(n, dtype=np.bool_)
-    matched = np.zeros(n, dtype=np.bool_)
-    settled = np.zeros(n, dtype=np.bool_)
-    for policy in chain.admin:
-        for rule in policy.rules(direction):
-            hit = rule_mask(rule) & ~matched
-            matched |= hit
-            if rule.action is Action.ALLOW:
-                allowed |= hit
-            if rule.action is not Action.PASS:
-                settled |= hit
-    open_ = ~settled
-    if chain.network:
-        admitted = np.zeros(n, dtype=np.bool_)
-        for policy in chain.network:
-            for rule in policy.rules(direction):
-                admitted |= rule_mask(rule)
-        return allowed | (open_ & admitted)
-    if chain.baseline is not None:
-        for rule in chain.baseline.rules(direction):
-            hit = rule_mask(rule) & ~settled
-            if rule.action is Action.ALLOW:
-                allowed |= hit
-            settled |= hit
-    return allowed | ~settled
