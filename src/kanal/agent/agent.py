@@ -179,12 +179,13 @@ class NodeAgent:
     def catch_up(self, *, timeout: float = 0.0) -> int:
         """Wait up to `timeout` for store changes and feed them to the engine; how many came.
         Store failures raise (KanalError or sqlite3.Error) and change nothing."""
-        relists = self.mirror.resyncs
+        relists, since = self.mirror.resyncs, self.mirror.revision
         events = self.mirror.sync(timeout=timeout)
         if self.mirror.resyncs != relists:
             with self.metrics.lock:
                 self.metrics.store_relists.inc()
-            log.warning("the store's log no longer reaches revision %s: listed again", relists)
+            log.warning("the store's log no longer reaches back to revision %s: listed again "
+                        "(%s changes)", since, len(events))
         for event in events:
             self._feed_event(event)
         revision = self.mirror.revision

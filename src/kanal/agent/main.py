@@ -16,11 +16,13 @@ is retried every `MAX_WAIT`; nothing is written meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,14 +73,21 @@ def run_loop(
 
 
 def run(config: AgentConfig, stop: threading.Event) -> None:
-    """Run one agent until `stop` is set."""
+    """Run one agent until `stop` is set, or SIGTERM/SIGINT (StoreError at once when the store
+    cannot be opened)."""
     store = SqliteStore(config.store_path, create=False)
-    dataplane = NftDataplane(config.netns)
+    try:
+        dataplane = NftDataplane(config.netns)
+    except BaseException:
+        store.close()
+        raise
     agent = NodeAgent(config.node, store, dataplane, options=config.options)
     runner = BoundedFrequencyRunner(agent.sync, config.runner, retryable=(SyncError,))
     try:
-        with serving(agent, port=config.port, netns=config.netns,
-                     liveness_timeout=config.liveness_timeout) as server:
+        with stopped_by_signals(stop), serving(
+            agent, port=config.port, netns=config.netns,
+            liveness_timeout=config.liveness_timeout,
+        ) as server:
             log.info("agent for node `%s` (netns %s) watching %s, serving on 127.0.0.1:%s",
                      config.node, config.netns or "-", config.store_path, server.port)
             run_loop(agent, runner, stop)
@@ -88,16 +97,22 @@ def run(config: AgentConfig, stop: threading.Event) -> None:
     log.info("agent for node `%s` stopped; the kernel keeps its table", config.node)
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT end the loop (call from the main thread)."""
+@contextlib.contextmanager
+def stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT set `stop` (the previous handlers come back after;
+    call from the main thread)."""
 
     def handler(signum: int, frame: object) -> None:
         del frame
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
-__all__ = ["MAX_WAIT", "AgentConfig", "run", "run_loop", "stop_on_signals"]
+__all__ = ["MAX_WAIT", "AgentConfig", "run", "run_loop", "stopped_by_signals"]

@@ -81,7 +81,7 @@ def _seconds(text: str) -> float:
 
 
 def agent_command(args: argparse.Namespace, term: Terminal) -> int:
-    from kanal.agent.main import AgentConfig, run, stop_on_signals  # noqa: PLC0415
+    from kanal.agent.main import AgentConfig, run  # noqa: PLC0415
     from kanal.agent.runner import RunnerConfig  # noqa: PLC0415
     from kanal.render import RenderOptions  # noqa: PLC0415
     from kanal.store.sqlite import default_store_path  # noqa: PLC0415
@@ -100,7 +100,5 @@ def agent_command(args: argparse.Namespace, term: Terminal) -> int:
         runner=RunnerConfig(min_interval=args.min_interval, max_interval=args.resync_interval),
         options=RenderOptions(log_group=args.log_group, vxlan_port=args.vxlan_port or None),
     )
-    stop = threading.Event()
-    stop_on_signals(stop)
-    run(config, stop)
+    run(config, threading.Event())
     return 0
