@@ -15,7 +15,7 @@ from kanal.agent.runner import SyncKind
 from kanal.engine import PolicyEngine
 from kanal.model.parse import parse_documents
 from kanal.render import RenderOptions, render_node, table_text
-from kanal.store.api import ObjectRef
+from kanal.store.api import ObjectRef, StoreError
 
 from .builders import namespace, netpol, node, peer, pod, select
 from .fakes import FakeKernel, MemoryStore, TableState, table_state
@@ -272,3 +272,24 @@ def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(agent_module, "render_node", counting)
     return calls
+
+
+def test_a_store_hiccup_makes_the_agent_unready_until_the_store_answers_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.step(SyncKind.RESYNC)
+    calls = len(harness.kernel.calls)
+
+    def locked(since: int, *, timeout: float = 0.0) -> object:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(harness.store, "poll", locked)
+    with pytest.raises(StoreError):
+        harness.agent.catch_up()
+    harness.agent.note_store_error(StoreError("database is locked"))
+    assert not harness.agent.status().ready
+    monkeypatch.undo()
+    harness.agent.catch_up()
+    status = harness.agent.status()
+    assert (status.ready, status.last_error) == (True, None)
+    assert len(harness.kernel.calls) == calls  # the table was never touched

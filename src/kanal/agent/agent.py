@@ -35,20 +35,18 @@ know the lab.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kanal.engine import PolicyEngine
 from kanal.errors import DataplaneError
-from kanal.model.objects import Direction, IPAddress
+from kanal.model.objects import IPAddress
 from kanal.render import RenderOptions, Ruleset, delta_text, plan_update, render_node, table_text
 from kanal.render.names import SetName
-from kanal.render.ruleset import map_name
 from kanal.store.api import Datastore, Event, EventType, Revision
 from kanal.store.mirror import Mirror
 
@@ -56,6 +54,7 @@ from .dataplane import Dataplane, KernelTable
 from .feed import EngineFeed, ObjectChange, PodChange
 from .incremental import AddressBook, SetPatcher, eligible
 from .metrics import AgentMetrics
+from .quarantine import quarantine
 from .runner import SyncKind
 
 log = logging.getLogger("kanal.agent")
@@ -189,9 +188,16 @@ class NodeAgent:
         for event in events:
             self._feed_event(event)
         revision = self.mirror.revision
+        status = self.status()
+        recovered = self._applied is not None and (status.last_error or "").startswith("store:")
         with self.metrics.lock:
             self.metrics.store_revision.set(revision or 0)
-        self._set_status(store_revision=revision)
+            if recovered:
+                self.metrics.ready.set(1)
+        if recovered:  # the store is readable again and the kernel was in step: ready again
+            self._set_status(store_revision=revision, ready=True, last_error=None, failures=0)
+        else:
+            self._set_status(store_revision=revision)
         return len(events)
 
     def _feed_event(self, event: Event) -> None:
@@ -389,37 +395,6 @@ class NodeAgent:
         self._failed("store", exc)
 
 
-def quarantine(
-    ruleset: Ruleset, pods: Iterable[tuple[str, str, tuple[IPAddress, ...]]], *, node: str
-) -> Ruleset:
-    """`ruleset` with each address of `pods` ((name, reason, addresses) of local pods whose
-    documents cannot be read) mapped to `drop` in both directions, and a problem for each."""
-    pods = list(pods)
-    if not pods:
-        return ruleset
-    drops: dict[str, IPAddress] = {str(ip): ip for _, _, ips in pods for ip in ips}
-    maps = []
-    for vmap in ruleset.maps:
-        kept = [(k, v) for k, v in vmap.elements if k not in drops]
-        family = 6 if vmap.name.endswith("v6") else 4
-        added = [(k, "drop") for k, ip in drops.items() if ip.version == family]
-        elements = sorted(kept + added, key=lambda e: int(ipaddress.ip_address(e[0])))
-        maps.append(replace(vmap, elements=tuple(elements)))
-    served = {m.name for m in ruleset.maps}
-    problems = [
-        f"{name} on node `{node}` cannot be read ({reason}): its traffic is dropped"
-        + ("" if ips else " once it has an address (none is readable now)")
-        for name, reason, ips in pods
-    ]
-    problems += [
-        f"{name}: address {ip} has no verdict map here (IPv{ip.version} is not in use): "
-        "it is not denied"
-        for name, _, ips in pods for ip in ips
-        if map_name(Direction.INGRESS, ip.version) not in served
-    ]
-    return replace(ruleset, maps=tuple(maps), problems=(*ruleset.problems, *problems))
-
-
 def _sets_delta(applied: Ruleset, desired: Ruleset, names: set[SetName]) -> str:
     """The element commands for the sets in `names` only (the rest is known not to differ)."""
     if not names:
@@ -448,4 +423,4 @@ def _stats(stats: dict[str, int]) -> str:
     return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in stats.items())
 
 
-__all__ = ["AgentStatus", "NodeAgent", "SyncError", "SyncReport", "quarantine"]
+__all__ = ["AgentStatus", "NodeAgent", "SyncError", "SyncReport"]
