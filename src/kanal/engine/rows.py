@@ -29,6 +29,7 @@ from kanal.engine.tiers import Mask, evaluate_tiers
 from kanal.model.objects import ContainerPort, Direction, Protocol
 
 RowKey = tuple[object, ...]
+_ChainEntry = tuple[RowKey, Chain, tuple[ContainerPort, ...]]
 
 
 class RowSource(TypingProtocol):
@@ -55,7 +56,8 @@ class VerdictRows:
     def __init__(self, source: RowSource) -> None:
         self._source = source
         self._generation = -1
-        self._rows: dict[RowKey, Mask | None] = {}
+        self._chains: dict[tuple[int, Direction], _ChainEntry | None] = {}
+        self._rows: dict[tuple[RowKey, int, Protocol], Mask] = {}
         self._selector_masks: dict[EndpointSelector, Mask] = {}
         self._named_masks: dict[tuple[str, Protocol | None, int, Protocol], Mask] = {}
         self._size = 0
@@ -67,16 +69,30 @@ class VerdictRows:
         cannot say (the chain has address peers)."""
         if self._generation != self._source.generation:
             self._reset()
+        at = (subject, direction)
+        if at not in self._chains:
+            self._chains[at] = self._chain_of(subject, direction)
+        found = self._chains[at]
+        if found is None:
+            return None
+        key, chain, ports = found
+        row = self._rows.get((key, port, protocol))
+        if row is None:
+            row = self._rows[(key, port, protocol)] = self._build(
+                chain, direction, ports, port, protocol
+            )
+        return bool(row[peer])
+
+    def _chain_of(self, subject: int, direction: Direction) -> _ChainEntry | None:
         chain = self._source.chain(subject, direction)
+        if _has_address_peers(chain, direction):
+            return None
         ports = self._source.groups().key_of(GroupId(subject)).ports
-        key = _row_key(chain, direction, ports, port, protocol)
-        if key not in self._rows:
-            self._rows[key] = self._build(chain, direction, ports, port, protocol)
-        row = self._rows[key]
-        return None if row is None else bool(row[peer])
+        return _chain_key(chain, direction, ports), chain, ports
 
     def _reset(self) -> None:
         self._generation = self._source.generation
+        self._chains.clear()
         self._rows.clear()
         self._selector_masks.clear()
         self._named_masks.clear()
@@ -90,10 +106,7 @@ class VerdictRows:
         ports: tuple[ContainerPort, ...],
         port: int,
         protocol: Protocol,
-    ) -> Mask | None:
-        if _has_address_peers(chain, direction):
-            return None
-
+    ) -> Mask:
         def rule_mask(rule: CompiledRule) -> Mask:
             mask = np.ones(self._size, dtype=np.bool_)
             if rule.ports is not None:
@@ -148,19 +161,12 @@ class VerdictRows:
         return found
 
 
-def _row_key(
-    chain: Chain,
-    direction: Direction,
-    ports: tuple[ContainerPort, ...],
-    port: int,
-    protocol: Protocol,
-) -> RowKey:
+def _chain_key(chain: Chain, direction: Direction, ports: tuple[ContainerPort, ...]) -> RowKey:
+    """Groups with equal keys have equal rows for every probe."""
     return (
         direction,
         tuple(p.key for p in chain.admin),
         tuple(p.key for p in chain.network),
         chain.baseline.key if chain.baseline is not None else None,
         ports if direction is Direction.INGRESS else None,
-        port,
-        protocol,
     )
