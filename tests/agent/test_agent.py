@@ -293,3 +293,18 @@ def test_a_store_hiccup_makes_the_agent_unready_until_the_store_answers_again(
     status = harness.agent.status()
     assert (status.ready, status.last_error) == (True, None)
     assert len(harness.kernel.calls) == calls  # the table was never touched
+
+
+def test_what_the_renderer_cannot_express_is_reported_in_status_metric_and_log(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.store.put([pod("x/twin", node="n1", ip="10.0.1.2", app="client")])  # web's address
+    with caplog.at_level("WARNING", logger="kanal.agent"):
+        harness.step(SyncKind.RESYNC)
+        harness.step(SyncKind.RESYNC)
+    problems = harness.agent.status().problems
+    assert any("address 10.0.1.2 is claimed by pods `x/twin`, `x/web`" in p for p in problems)
+    assert harness.agent.metrics.render_problems.value == len(problems)
+    logged = [r.getMessage() for r in caplog.records if "is claimed by" in r.getMessage()]
+    assert len(logged) == 1, "each problem is logged once, not at every sync"
+    assert harness.kernel.maps["ingress_pods_v4"]["10.0.1.2"] == "drop"  # they disagree: closed

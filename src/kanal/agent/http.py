@@ -13,8 +13,9 @@ Where it listens: `127.0.0.1:PORT` inside the node's network namespace when one 
 (the socket is created in that netns, the serving threads can run anywhere), else in the
 agent's own. In the lab every agent uses the same port without clashing, each on its own
 node's loopback, as a real node agent listens on its host's loopback (Felix's health port
-is 9099 too). Reaching it from outside the netns needs a socket made inside it:
-`kanal.agent.client.fetch` does that.
+is 9099 too). The netns's `lo` must be up (the lab's nodes have it up; a fresh `ip netns add`
+does not): binding works without it, connecting does not. Reaching the port from outside the
+netns needs a socket made inside it: `kanal.agent.client.fetch` does that.
 
 It only reads the agent's immutable status snapshot and the metrics under their lock.
 """
