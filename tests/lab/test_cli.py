@@ -59,12 +59,13 @@ def test_up_status_probe_apply_delete_down(
         assert code == 0
         assert re.fullmatch(r"note: lab `demo` is up in \d+\.\d\d s: 2 nodes, 2 pods\n", err)
         p = netns_prefix
+        header = "PODS  SERVERS  AGENT     LAST SYNC  RULES  ELEMENTS"
         assert out == f"""\
 lab demo: up, backend host-gw, ipam node, cluster 10.244.0.0/16, prefix {p}, state {state}
 
-NODE    NETNS{' ' * (len(p) + 5)}UNDERLAY       POD CIDR       PODS  SERVERS  RULES  ELEMENTS
-node-1  {p}n-node-1  192.168.100.1  10.244.0.0/24  1     running  4      0
-node-2  {p}n-node-2  192.168.100.2  10.244.1.0/24  1     running  4      0
+NODE    NETNS{' ' * (len(p) + 5)}UNDERLAY       POD CIDR       {header}
+node-1  {p}n-node-1  192.168.100.1  10.244.0.0/24  1     running  ready r1  load r1    4      0
+node-2  {p}n-node-2  192.168.100.2  10.244.1.0/24  1     running  ready r1  load r1    4      0
 
 POD  IP          NODE    NETNS
 x/a  10.244.0.1  node-1  {p}p-x.a

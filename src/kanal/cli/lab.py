@@ -284,18 +284,36 @@ def status_lines(status: LabStatus) -> list[str]:
         f"lab {status.name}: {status.phase}, backend {status.backend}, ipam {status.ipam}, "
         f"cluster {status.cluster_cidr}, prefix {status.prefix}, state {status.state_dir}"
     )
-    nodes = [("NODE", "NETNS", "UNDERLAY", "POD CIDR", "PODS", "SERVERS", "RULES", "ELEMENTS")]
+    nodes = [(
+        "NODE", "NETNS", "UNDERLAY", "POD CIDR", "PODS", "SERVERS", "AGENT", "LAST SYNC",
+        "RULES", "ELEMENTS",
+    )]
     for n in status.nodes:
         counts = n.ruleset or {}
         elements = counts.get("set_elements", 0) + counts.get("map_elements", 0)
         nodes.append((
             n.name, n.netns, n.underlay_ip, n.pod_cidr or "-", str(n.pods),
             "running" if n.server_running else "-" if n.server_pid is None else "stopped",
+            *_agent_cells(n.agent),
             str(counts["rules"]) if n.ruleset else "none", str(elements) if n.ruleset else "-",
         ))
     pods = [("POD", "IP", "NODE", "NETNS")]
     pods += [(p.name, p.ip, p.node, p.netns) for p in status.pods]
     return [head, "", *_columns(nodes), "", *_columns(pods)]
+
+
+def _agent_cells(agent: dict[str, Any] | None) -> tuple[str, str]:
+    """AGENT: `ready r<revision applied>`, `syncing`, `unhealthy` or `down`; LAST SYNC: how
+    the kernel was last written (`load` whole table, `delta` elements) and at which revision."""
+    if agent is None:  # no answer from its /status
+        return "down", "-"
+    last = agent.get("last_sync")
+    synced = f"{last['kind']} r{last['revision']}" if last else "-"
+    if agent.get("healthy") is False:
+        return "unhealthy", synced
+    if agent.get("ready"):
+        return f"ready r{agent.get('applied_revision')}", synced
+    return "syncing", synced
 
 
 def _columns(rows: Iterable[Sequence[str]]) -> list[str]:
