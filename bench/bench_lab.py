@@ -61,7 +61,7 @@ import yaml
 
 from generate import ClusterSpec, generate
 from kanal.dataplane.netns import create_netns, delete_netns, list_netns
-from kanal.dataplane.nft import Nft, load_table_atomically
+from kanal.dataplane.nft import Nft, count_table, load_table_atomically
 from kanal.engine import PolicyEngine
 from kanal.lab.lab import Lab
 from kanal.lab.probe import DEFAULT_PARALLELISM, DEFAULT_TIMEOUT_S
@@ -296,22 +296,6 @@ def list_table(netns: str) -> list[dict[str, Any]]:
     return listed.get("nftables", []) if isinstance(listed, dict) else []
 
 
-def kernel_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
-    """Chains, rules, sets and their elements, as the kernel lists them."""
-    counts = {"chains": 0, "rules": 0, "sets": 0, "set_elements": 0, "map_elements": 0}
-    for entry in entries:
-        if "chain" in entry:
-            counts["chains"] += 1
-        elif "rule" in entry:
-            counts["rules"] += 1
-        elif "set" in entry:
-            counts["sets"] += 1
-            counts["set_elements"] += len(entry["set"].get("elem", []))
-        elif "map" in entry:
-            counts["map_elements"] += len(entry["map"].get("elem", []))
-    return counts
-
-
 def _rules_by_chain(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     rules: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
@@ -460,7 +444,7 @@ def measure_load(
         "local_pods": sum(p.node_name == node for p in manifests.pods),
         "table_bytes": len(text),
         "rendered": ruleset.stats(),
-        "kernel": kernel_counts(entries),
+        "kernel": count_table({"nftables": entries}).to_json(),
         "walks": walk_stats(entries),
         "problems": len(ruleset.problems),
         **{f"{k}_s": summary(v) for k, v in times.items()},

@@ -15,28 +15,12 @@ used only from the agent's loop thread. `FakeDataplane` in the tests records the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from kanal.dataplane.nft import Nft, load_table_atomically
+from kanal.dataplane.nft import KernelTable, Nft, count_table, load_table_atomically
 from kanal.errors import DataplaneError
 
 TABLE = "inet kanal"
-
-
-@dataclass(frozen=True, slots=True)
-class KernelTable:
-    """Sizes of the `table inet kanal` the kernel lists (for drift checks and status)."""
-
-    chains: int
-    rules: int
-    sets: int
-    set_elements: int
-    map_elements: int
-
-    def structure(self) -> tuple[int, int]:
-        """What a hand edit of rules changes (elements may legitimately be listed merged)."""
-        return self.chains, self.rules
 
 
 class Dataplane(Protocol):
@@ -78,23 +62,6 @@ class NftDataplane:
 
     def close(self) -> None:
         self._nft.close()
-
-
-def count_table(listed: object) -> KernelTable:
-    """Sizes of a `nft -j list table` document."""
-    entries = listed.get("nftables", []) if isinstance(listed, dict) else []
-    chains = rules = sets = set_elements = map_elements = 0
-    for entry in entries:
-        if "chain" in entry:
-            chains += 1
-        elif "rule" in entry:
-            rules += 1
-        elif "set" in entry:
-            sets += 1
-            set_elements += len(entry["set"].get("elem", []))
-        elif "map" in entry:
-            map_elements += len(entry["map"].get("elem", []))
-    return KernelTable(chains, rules, sets, set_elements, map_elements)
 
 
 __all__ = ["TABLE", "Dataplane", "KernelTable", "NftDataplane", "count_table"]

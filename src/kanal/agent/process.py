@@ -129,7 +129,7 @@ def _store_of(pid: int) -> str | None:
 
 def alive(pid: int) -> bool:
     """Running (our own exited child is reaped and counts as gone; so does a zombie)."""
-    if _reap(pid):
+    if reap(pid):
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -144,7 +144,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _reap(pid: int) -> bool:
+def reap(pid: int) -> bool:
     """Collect `pid` if it is our exited child; True if it was."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -173,6 +173,7 @@ __all__ = [
     "AgentStartError",
     "alive",
     "owned_by",
+    "reap",
     "spawn",
     "stop",
     "tail",

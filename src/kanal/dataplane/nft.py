@@ -16,6 +16,7 @@ import ctypes
 import json
 import threading
 import weakref
+from dataclasses import dataclass
 from types import TracebackType
 
 from kanal.dataplane.netns import entered
@@ -163,4 +164,50 @@ def load_table_atomically(
     nft.run(f"table {family} {name}\ndelete table {family} {name}\n{table_text}")
 
 
-__all__ = ["Nft", "load_table_atomically"]
+@dataclass(frozen=True, slots=True)
+class KernelTable:
+    """Sizes of a table as the kernel lists it (agent drift checks, lab status, benchmarks)."""
+
+    chains: int
+    rules: int
+    sets: int
+    set_elements: int
+    map_elements: int
+
+    def structure(self) -> tuple[int, int]:
+        """What a hand edit of rules changes (elements may legitimately be listed merged)."""
+        return self.chains, self.rules
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "chains": self.chains,
+            "rules": self.rules,
+            "sets": self.sets,
+            "set_elements": self.set_elements,
+            "map_elements": self.map_elements,
+        }
+
+
+def count_table(listed: object) -> KernelTable:
+    """Sizes of a `nft -j list table` document (`Nft.run_json("list table ...")`)."""
+    entries = listed.get("nftables", []) if isinstance(listed, dict) else []
+    chains = rules = sets = set_elements = map_elements = 0
+    for entry in entries:
+        if "chain" in entry:
+            chains += 1
+        elif "rule" in entry:
+            rules += 1
+        elif "set" in entry:
+            sets += 1
+            set_elements += len(entry["set"].get("elem", []))
+        elif "map" in entry:
+            map_elements += len(entry["map"].get("elem", []))
+    return KernelTable(chains, rules, sets, set_elements, map_elements)
+
+
+__all__ = [
+    "KernelTable",
+    "Nft",
+    "count_table",
+    "load_table_atomically",
+]

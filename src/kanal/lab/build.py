@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from kanal.agent.process import alive, reap
 from kanal.dataplane import links
 from kanal.dataplane.netns import create_netns, delete_netns, list_netns, netns_pids
 from kanal.errors import DataplaneError, LabError
@@ -238,7 +239,7 @@ def _kill(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        _reap(pid)
+        reap(pid)
 
 
 # -- server processes ---------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class ServerFleet:
             for node, pid in list(waiting.items()):
                 if self._file(node, "ready").exists():
                     del waiting[node]
-                elif not _alive(pid):
+                elif not alive(pid):
                     raise LabError(f"the pod servers of node `{node}` failed: {self._log(node)}")
             if waiting and time.monotonic() > deadline:
                 nodes = ", ".join(f"`{n}`" for n in waiting)
@@ -326,9 +327,9 @@ class ServerFleet:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while any(_alive(p) for p in targets) and time.monotonic() < deadline:
+        while any(alive(p) for p in targets) and time.monotonic() < deadline:
             time.sleep(0.01)
-        _kill(p for p in targets if _alive(p))
+        _kill(p for p in targets if alive(p))
         return targets
 
     def strays(self) -> list[int]:
@@ -353,26 +354,6 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return raw.decode(errors="replace").split("\0")
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie child is reaped and counts as gone)."""
-    if _reap(pid):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _reap(pid: int) -> bool:
-    """Collect `pid` if it is our exited child; True if it was."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == pid
 
 
 __all__ = [

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kanal.dataplane.netns import list_netns
-from kanal.dataplane.nft import Nft
+from kanal.dataplane.nft import Nft, count_table
 from kanal.engine import PolicyEngine
 from kanal.engine.matrix import declared_probes
 from kanal.errors import DataplaneError, KanalError, LabError, NotFoundError
@@ -101,8 +101,11 @@ class NodeStatus:
             "pod_cidr": self.pod_cidr,
             "pods": self.pods,
             "server": {"pid": self.server_pid, "running": self.server_running},
-            "agent": {"pid": self.agent_pid, "running": self.agent is not None,
-                      **(self.agent or {})},
+            "agent": {
+                "pid": self.agent_pid,
+                "running": self.agent is not None,
+                **(self.agent or {}),
+            },
             "ruleset": self.ruleset,
         }
 
@@ -278,8 +281,10 @@ class Lab:
             store_documents(new_plan, documents.values()),
         )
         restarted = self._restart_dead_agents(state, old_plan)  # a supervisor's job
-        notes = [*notes, *(f"restarted the agent of node `{n}`: it was not running"
-                           for n in restarted)]
+        notes = [
+            *notes,
+            *(f"restarted the agent of node `{n}`: it was not running" for n in restarted),
+        ]
         # Everything is validated: from here on, the kernel changes.
         state.documents = documents
         state.placement, state.ipam = new_plan.placement, new_plan.ipam
@@ -501,8 +506,10 @@ def _problems(updates: Sequence[NodeUpdate]) -> list[str]:
 
 def _agent_problems(node: NodeStatus) -> list[str]:
     if node.agent is None:
-        return [f"node `{node.name}`: its agent does not answer (not running?): the kernel "
-                "keeps its last table; `kanal lab down`, then up again"]
+        return [
+            f"node `{node.name}`: its agent does not answer (not running?): the kernel "
+            "keeps its last table; `kanal lab down`, then up again"
+        ]
     found = [f"node `{node.name}`: {p}" for p in node.agent.get("problems", [])]
     if not node.agent.get("healthy", False):
         found.append(f"node `{node.name}`: its agent's loop is stuck")
@@ -535,19 +542,7 @@ def _kernel_counts(netns: str) -> dict[str, int] | None:
             listed = nft.run_json("list table inet kanal")
     except DataplaneError:
         return None
-    entries = listed.get("nftables", []) if isinstance(listed, dict) else []
-    counts = {"chains": 0, "rules": 0, "sets": 0, "set_elements": 0, "map_elements": 0}
-    for entry in entries:
-        if "chain" in entry:
-            counts["chains"] += 1
-        elif "rule" in entry:
-            counts["rules"] += 1
-        elif "set" in entry:
-            counts["sets"] += 1
-            counts["set_elements"] += len(entry["set"].get("elem", []))
-        elif "map" in entry:
-            counts["map_elements"] += len(entry["map"].get("elem", []))
-    return counts
+    return count_table(listed).to_json()
 
 
 __all__ = ["Lab", "LabChange", "LabStatus", "NodeStatus", "PodStatus"]
