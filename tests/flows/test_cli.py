@@ -203,7 +203,13 @@ def test_a_missing_database_is_an_error_that_says_what_to_do(
     monkeypatch.setenv("KANAL_LAB_DIR", str(tmp_path))
     code, out, err = _run("flows", capsys)
     assert (code, out) == (2, "")
-    assert err == (f"error: there is no flow database at `{tmp_path / 'flows.db'}`: start the "
+    assert err == (f"error: there is no flow database at `{tmp_path / 'flows.db'}`: no lab "
+                   f"with flow collectors is up in `{tmp_path}` (`kanal lab up -f PATH` starts "
+                   "them, unless --no-flows; set $KANAL_LAB_DIR for another lab), or give a "
+                   "database with --db\n")
+    code, out, err = _run(f"stats --db {tmp_path / 'other.db'}", capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"error: there is no flow database at `{tmp_path / 'other.db'}`: start the "
                    "lab's flow collectors, or give its path with --db\n")
 
 

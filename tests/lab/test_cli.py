@@ -59,13 +59,14 @@ def test_up_status_probe_apply_delete_down(
         assert code == 0
         assert re.fullmatch(r"note: lab `demo` is up in \d+\.\d\d s: 2 nodes, 2 pods\n", err)
         p = netns_prefix
-        header = "PODS  SERVERS  AGENT     LAST SYNC  RULES  ELEMENTS"
+        header = "PODS  SERVERS  AGENT     LAST SYNC  RULES  ELEMENTS  COLLECTOR  FLOWS"
+        row = "1     running  ready r1  load r1    4      0         running    0"
         assert out == f"""\
 lab demo: up, backend host-gw, ipam node, cluster 10.244.0.0/16, prefix {p}, state {state}
 
 NODE    NETNS{' ' * (len(p) + 5)}UNDERLAY       POD CIDR       {header}
-node-1  {p}n-node-1  192.168.100.1  10.244.0.0/24  1     running  ready r1  load r1    4      0
-node-2  {p}n-node-2  192.168.100.2  10.244.1.0/24  1     running  ready r1  load r1    4      0
+node-1  {p}n-node-1  192.168.100.1  10.244.0.0/24  {row}
+node-2  {p}n-node-2  192.168.100.2  10.244.1.0/24  {row}
 
 POD  IP          NODE    NETNS
 x/a  10.244.0.1  node-1  {p}p-x.a
@@ -81,7 +82,10 @@ x/b  10.244.1.1  node-2  {p}p-x.b
         assert (status["backend"], status["ipam"], status["problems"]) == ("host-gw", "node", [])
         assert set(status["nodes"][0]["ruleset"]) == {
             "chains", "rules", "sets", "set_elements", "map_elements"}
-        agent = status["nodes"][0]["agent"]  # 2 pod servers and 2 agents: stopped by down
+        assert status["flows"] == {"enabled": True, "db": f"{state}/flows.db"}
+        collector = status["nodes"][0]["collector"]  # 2 servers, 2 agents, 2 collectors
+        assert (collector["running"], collector["records"]) == (True, 0)
+        agent = status["nodes"][0]["agent"]
         assert (agent["running"], agent["healthy"], agent["ready"]) == (True, True, True)
         assert agent["applied_revision"] == agent["store_revision"] == 1
         assert agent["last_sync"]["kind"] == "load"
@@ -120,5 +124,5 @@ x/b  10.244.1.1  node-2  {p}p-x.b
         assert (code, err) == (2, "error: no pod `no/such` in lab `demo`: see `kanal lab status`\n")
     finally:
         code, out, _ = run(capsys, "lab", "down", *where)
-    assert (code, out) == (0, "removed 5 network namespaces and stopped 4 processes\n")
+    assert (code, out) == (0, "removed 5 network namespaces and stopped 6 processes\n")
     assert list_netns(netns_prefix) == [] and not Path(state).exists()

@@ -56,14 +56,19 @@ class AgentStartError(Exception):
 
 def spawn(spec: AgentSpec, log: Path) -> int:
     """Start the agent detached, stdout and stderr appended to `log`; its PID."""
+    return spawn_detached(spec.argv(), log)
+
+
+def spawn_detached(argv: Sequence[str], log: Path) -> int:
+    """Start `argv` in its own session, stdin from /dev/null, stdout and stderr appended to
+    `log`; its PID (also for the lab's other long-running processes, e.g. flow collectors)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    argv = spec.argv()
-    return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+    return os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions, setsid=True)
 
 
 def wait_ready(
@@ -175,6 +180,7 @@ __all__ = [
     "owned_by",
     "reap",
     "spawn",
+    "spawn_detached",
     "stop",
     "tail",
     "wait_ready",

@@ -1,7 +1,8 @@
 """`kanal flows`, `kanal stats`, `kanal graph`: the flow database the collectors write.
 
-Each command opens the flow database (`--db`, else `$KANAL_LAB_DIR/flows.db`) read-only in
-spirit (it never creates one), makes one query and prints it. Filters are Hubble's
+Each command opens the flow database (`--db`, else `$KANAL_LAB_DIR/flows.db`: the one the
+collectors of a running `kanal lab` write, found as `kanal get` finds the lab's `store.db`)
+read-only in spirit (it never creates one), makes one query and prints it. Filters are Hubble's
 (`kanal.flows.filters`); `-o json` is one record per line (`kanal.flows.records`).
 """
 
@@ -25,6 +26,7 @@ from kanal.flows.metrics import MetricsServer
 from kanal.flows.records import FlowRecord, Verdict
 from kanal.flows.stats import Stats, compute_stats, prometheus_text
 from kanal.flows.store import FlowStore
+from kanal.flows.tables import FlowStoreError
 
 Command = Callable[[argparse.Namespace, Terminal], int]
 
@@ -143,6 +145,13 @@ def _filter(args: argparse.Namespace) -> FlowFilter:
 
 
 def _open(args: argparse.Namespace) -> FlowStore:
+    if args.db is None and not default_flows_path().exists():
+        raise FlowStoreError(
+            f"there is no flow database at `{default_flows_path()}`: no lab with flow "
+            f"collectors is up in `{default_flows_path().parent}` (`kanal lab up -f PATH` "
+            "starts them, unless --no-flows; set $KANAL_LAB_DIR for another lab), or give a "
+            "database with --db"
+        )
     return FlowStore(args.db or default_flows_path(), create=False)
 
 

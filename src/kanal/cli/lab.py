@@ -33,13 +33,16 @@ DESCRIPTION = """\
 Build the pods of the manifests (and an optional `kind: Lab`: nodes, backend vxlan|host-gw, ipam
 node|namespace, clusterCIDR) as network namespaces on one machine, wired Calico-style with routed
 /32 veths, nodes joined by VXLAN or host-gw routes, every declared port served, and the policies
-enforced by nftables in each node. Needs root.
+enforced by nftables in each node. A flow collector per node records every connection with the
+policy and rule that decided it (`kanal flows`, `kanal stats`, `kanal graph`; `--no-flows` turns
+that off). Needs root.
 """
 EPILOG = """\
 examples:
   kanal lab up -f examples/three-tier
   kanal lab status -o json
   kanal lab probe --port 5432
+  kanal flows --last 10                       the flows of those probes, with the deciding rule
   kanal lab apply -f new-policy.yaml
   kanal lab delete -f new-policy.yaml
   kanal lab down
@@ -75,8 +78,14 @@ def register(subparsers: Any) -> None:
         metavar="PREFIX",
         help="start of every netns name (default kl-<lab name>-)",
     )
+    up.add_argument(
+        "--no-flows",
+        action="store_true",
+        help="no flow collectors (and no verdict logging in the nodes' tables)",
+    )
     _output_option(up)
-    status = _command(commands, "status", status_command, "nodes, pods, addresses, rulesets")
+    status = _command(commands, "status", status_command,
+                      "nodes, pods, addresses, rulesets, agents and flow collectors")
     _output_option(status)
     for name, run, summary in (
         ("apply", apply_command, "add or change pods, namespaces and policies (labels too)"),
@@ -164,7 +173,7 @@ def _lab(args: argparse.Namespace) -> Lab:
 
 def up_command(args: argparse.Namespace, term: Terminal) -> int:
     lab = _lab(args)
-    change = lab.up(args.filenames)
+    change = lab.up(args.filenames, flows=not args.no_flows)
     _report(change, term)
     status = lab.status()
     term.note(
@@ -286,7 +295,7 @@ def status_lines(status: LabStatus) -> list[str]:
     )
     nodes = [(
         "NODE", "NETNS", "UNDERLAY", "POD CIDR", "PODS", "SERVERS", "AGENT", "LAST SYNC",
-        "RULES", "ELEMENTS",
+        "RULES", "ELEMENTS", "COLLECTOR", "FLOWS",
     )]
     for n in status.nodes:
         counts = n.ruleset or {}
@@ -296,6 +305,7 @@ def status_lines(status: LabStatus) -> list[str]:
             "running" if n.server_running else "-" if n.server_pid is None else "stopped",
             *_agent_cells(n.agent),
             str(counts["rules"]) if n.ruleset else "none", str(elements) if n.ruleset else "-",
+            *_collector_cells(n.collector),
         ))
     pods = [("POD", "IP", "NODE", "NETNS")]
     pods += [(p.name, p.ip, p.node, p.netns) for p in status.pods]
@@ -314,6 +324,16 @@ def _agent_cells(agent: dict[str, Any] | None) -> tuple[str, str]:
     if agent.get("ready"):
         return f"ready r{agent.get('applied_revision')}", synced
     return "syncing", synced
+
+
+def _collector_cells(collector: dict[str, Any] | None) -> tuple[str, str]:
+    """COLLECTOR: `running`, `down` or `off` (the lab has no flows); FLOWS: the records it
+    wrote (`?` when the flow database cannot be read)."""
+    if collector is None:
+        return "off", "-"
+    records = collector.get("records")
+    return ("running" if collector["running"] else "down",
+            "?" if records is None else str(records))
 
 
 def _columns(rows: Iterable[Sequence[str]]) -> list[str]:

@@ -139,17 +139,23 @@ class AgentFleet:
     def log(self, node: str) -> Path:
         return self.directory / f"agent-{node}.log"
 
-    def spec(self, plan: LabPlan, node: str) -> AgentSpec:
+    def spec(self, plan: LabPlan, node: str, *, log_group: int | None = None) -> AgentSpec:
+        """`log_group`: the NFLOG group the node's table logs verdicts to (flow collectors
+        listen on it); None: no logging."""
         vxlan = "4789" if plan.spec.backend is Backend.VXLAN else "0"
+        logging = ("--log-group", str(log_group)) if log_group is not None else ()
         return AgentSpec(node, self.store_path, plan.node(node).netns, self.port,
-                         extra=("--vxlan-port", vxlan))
+                         extra=("--vxlan-port", vxlan, *logging))
 
-    def start(self, plan: LabPlan, nodes: Sequence[str]) -> dict[str, int]:
+    def start(
+        self, plan: LabPlan, nodes: Sequence[str], *, log_group: int | None = None
+    ) -> dict[str, int]:
         """Spawn the agents of `nodes` (not waiting: see `wait`); node -> PID."""
         started = {}
         for node in nodes:
             try:
-                started[node] = process.spawn(self.spec(plan, node), self.log(node))
+                spec = self.spec(plan, node, log_group=log_group)
+                started[node] = process.spawn(spec, self.log(node))
             except OSError as exc:
                 self.stop(started.values())
                 raise LabError(f"cannot start the agent of node `{node}`: {exc}") from exc

@@ -8,6 +8,9 @@
              ▼
    store_documents(plan) ──► write_changes ──► store.db ──watch──► one `kanal agent` per node
                                                  revision R         (enforce.py: AgentFleet)
+                                                     │ └─watch──► flows on: one flow collector
+                                                     │            per node ──► flows.db
+                                                     │            (collectors.py: CollectorFleet)
    plan_change(old plan, new plan) ──► build_fabric / add_pods / remove_pods / rewire (build.py)
                                    ──► ServerFleet.start/stop                          (build.py)
    probe: engine of the store + plan ──► run_probes (probe.py) ──► measured vs compute_matrix
@@ -24,6 +27,13 @@ refused until the lab is rebuilt (`down` always works).
 The store is the agents' only input: `kanal apply/label/delete` on the lab's `store.db` are
 enforced like lab changes, and `probe` predicts from the store's objects (what the agents
 enforce) on the pods the lab built.
+
+Flows: `up(flows=True)` (the command's default; `--no-flows` and the API's default leave them
+off, so tests and benchmarks that do not look at flows do not pay a collector per node) starts
+the agents with a log group and one flow collector per node before any pod is plugged in, so
+every pod's first connection is recorded in `flows.db`. A collector that died is restarted by
+the next change, like an agent (a failure to restart it is a warning: flows are observation,
+the change itself is enforced); `down` stops them.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from kanal.engine.matrix import declared_probes
 from kanal.errors import DataplaneError, KanalError, LabError, NotFoundError
 from kanal.ipam import IpamState
 from kanal.lab import build
+from kanal.lab.collectors import LOG_GROUP, CollectorFleet
 from kanal.lab.enforce import (
     AgentFleet,
     NodeUpdate,
@@ -91,6 +102,9 @@ class NodeStatus:
     agent_pid: int | None = None
     agent: dict[str, Any] | None = None
     """The agent's /status (health, readiness, revisions, last sync); None: no answer."""
+    collector: dict[str, Any] | None = None
+    """`pid`, `running` and `records` (flow records it wrote; None: the database cannot be
+    read) of the node's flow collector; None: the lab has no flows."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +121,7 @@ class NodeStatus:
                 **(self.agent or {}),
             },
             "ruleset": self.ruleset,
+            "collector": self.collector,
         }
 
 
@@ -133,6 +148,8 @@ class LabStatus:
     nodes: tuple[NodeStatus, ...]
     pods: tuple[PodStatus, ...]
     problems: tuple[str, ...] = field(default=())
+    flows_db: str | None = None
+    """The flow database the collectors write; None: the lab has no flows."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +162,7 @@ class LabStatus:
             "cluster_cidr": self.cluster_cidr,
             "nodes": [n.to_json() for n in self.nodes],
             "pods": [p.to_json() for p in self.pods],
+            "flows": {"enabled": self.flows_db is not None, "db": self.flows_db},
             "problems": list(self.problems),
         }
 
@@ -160,14 +178,18 @@ class Lab:
         self.prefix = prefix
         self.fleet = build.ServerFleet(state_dir)
         self.agents = AgentFleet(state_dir)
+        self.collectors = CollectorFleet(state_dir)
 
     # -- up ---------------------------------------------------------------------------------------
 
-    def up(self, paths: Sequence[str], *, stdin: TextIO | None = None) -> LabChange:
+    def up(
+        self, paths: Sequence[str], *, stdin: TextIO | None = None, flows: bool = False
+    ) -> LabChange:
+        """Build the lab; with `flows`, a flow collector per node records every connection."""
         with self.store.locked():
-            return self._up(paths, stdin=stdin)
+            return self._up(paths, stdin=stdin, flows=flows)
 
-    def _up(self, paths: Sequence[str], *, stdin: TextIO | None) -> LabChange:
+    def _up(self, paths: Sequence[str], *, stdin: TextIO | None, flows: bool) -> LabChange:
         start = time.monotonic()
         if self.store.exists():
             raise LabError(
@@ -180,7 +202,7 @@ class Lab:
         _check_prefix(prefix)
         _check_no_leftovers(prefix)
         labs = [d.raw for d in documents if d.kind == "Lab"]
-        state = LabState(prefix, labs[0] if labs else None, _by_key(documents))
+        state = LabState(prefix, labs[0] if labs else None, _by_key(documents), flows=flows)
         plan = self._plan(state, IpamState())
         engine = _engine(plan)
         state.placement, state.ipam = plan.placement, plan.ipam
@@ -204,14 +226,18 @@ class Lab:
         )
 
     def _build(self, state: LabState, plan: LabPlan) -> list[NodeUpdate]:
-        """Fabric, store, agents (every node's table in), then pods and their servers."""
+        """Fabric, store, agents (every node's table in), flow collectors (listening), then
+        pods and their servers."""
         build.build_fabric(plan)
         with open_store(self.store.directory) as store:
             write_changes(store, {}, store_documents(plan, state.documents.values()))
             revision = store.revision()
-        state.agents = self.agents.start(plan, plan.spec.nodes)
+        state.agents = self.agents.start(plan, plan.spec.nodes, log_group=_log_group(state))
         self.store.save(state)
         updates = self.agents.wait(plan, state.agents, revision)
+        if state.flows:
+            state.collectors = self.collectors.start(plan, plan.spec.nodes)
+            self.store.save(state)
         build.add_pods(plan, plan.pods, peer_routes=False)  # build_fabric routed them
         state.servers = self.fleet.start(plan, plan.spec.nodes)
         state.phase = Phase.UP
@@ -281,9 +307,12 @@ class Lab:
             store_documents(new_plan, documents.values()),
         )
         restarted = self._restart_dead_agents(state, old_plan)  # a supervisor's job
+        collectors, failed = self._restart_dead_collectors(state, old_plan)
         notes = [
             *notes,
             *(f"restarted the agent of node `{n}`: it was not running" for n in restarted),
+            *(f"restarted the flow collector of node `{n}`: it was not running"
+              for n in collectors),
         ]
         # Everything is validated: from here on, the kernel changes.
         state.documents = documents
@@ -303,7 +332,7 @@ class Lab:
             updates=tuple(updates),
             restarted=change.servers,
             notes=(*notes, *new_plan.notes),
-            warnings=(*engine.warnings(), *_problems(updates)),
+            warnings=(*engine.warnings(), *_problems(updates), *failed),
             elapsed_s=time.monotonic() - start,
         )
 
@@ -343,13 +372,43 @@ class Lab:
         dead = [n for n in plan.spec.nodes if state.agents.get(n) not in running]
         if not dead:
             return {}
-        started = self.agents.start(plan, dead)
+        started = self.agents.start(plan, dead, log_group=_log_group(state))
         state.agents.update(started)
         self.store.save(state)
         with open_store(self.store.directory) as store:
             revision = store.revision()
         self.agents.wait(plan, started, revision, nodes=list(started))
         return started
+
+    def start_collectors(self) -> dict[str, int]:
+        """Start the flow collector of every node whose collector is not running; node -> new
+        PID (nothing for a lab without flows). LabError if one cannot start."""
+        with self.store.locked():
+            state = self._loaded()
+            started, failed = self._restart_dead_collectors(state, self._plan(state, state.ipam))
+            if failed:
+                raise LabError("\n".join(failed))
+            return started
+
+    def _restart_dead_collectors(
+        self, state: LabState, plan: LabPlan
+    ) -> tuple[dict[str, int], list[str]]:
+        """Restart dead collectors (flows on only); node -> PID, and what failed, in words."""
+        if not state.flows:
+            return {}, []
+        running = self.collectors.running(state.collectors)
+        dead = [n for n in plan.spec.nodes if not running.get(n, False)]
+        started: dict[str, int] = {}
+        failed = []
+        for node in dead:
+            try:
+                started.update(self.collectors.start(plan, [node]))
+            except LabError as exc:
+                failed.append(f"node `{node}`: its flow collector could not be restarted: {exc}")
+        state.collectors.update(started)
+        if started:
+            self.store.save(state)
+        return started, failed
 
     # -- status / probe / down --------------------------------------------------------------
 
@@ -358,13 +417,21 @@ class Lab:
         plan = self._plan(state, state.ipam)
         present = set(list_netns(state.prefix))
         found = [f"netns `{n}` is missing" for n in plan.all_netns() if n not in present]
-        nodes = tuple(self._node_status(plan, state, n.name, present) for n in plan.nodes)
+        collectors = self._collector_status(state)
+        nodes = tuple(self._node_status(plan, state, n.name, present, collectors.get(n.name))
+                      for n in plan.nodes)
         found += [f"node `{n.name}`: no table inet kanal" for n in nodes if n.ruleset is None]
         found += [problem for n in nodes for problem in _agent_problems(n)]
         found += [
             f"node `{n.name}`: pod servers not running"
             for n in nodes
             if n.server_pid is not None and not n.server_running
+        ]
+        found += [
+            f"node `{n.name}`: its flow collector is not running (see "
+            f"`{self.collectors.log(n.name)}`): the next `kanal lab apply` restarts it"
+            for n in nodes
+            if n.collector is not None and not n.collector["running"]
         ]
         if state.phase is not Phase.UP:
             found.insert(0, f"the lab is `{state.phase}`: a command did not finish")
@@ -381,10 +448,24 @@ class Lab:
             nodes=nodes,
             pods=pods,
             problems=tuple(found),
+            flows_db=str(self.collectors.db) if state.flows else None,
         )
 
+    def _collector_status(self, state: LabState) -> dict[str, dict[str, Any]]:
+        """Node -> its collector's pid, whether it runs, and the records it wrote."""
+        if not state.flows:
+            return {}
+        running = self.collectors.running(state.collectors)
+        records = self.collectors.records()
+        return {
+            node: {"pid": pid, "running": running[node],
+                   "records": None if records is None else records.get(node, 0)}
+            for node, pid in state.collectors.items()
+        }
+
     def _node_status(
-        self, plan: LabPlan, state: LabState, name: str, present: set[str]
+        self, plan: LabPlan, state: LabState, name: str, present: set[str],
+        collector: dict[str, Any] | None,
     ) -> NodeStatus:
         node = plan.node(name)
         pid = state.servers.get(name)
@@ -402,6 +483,7 @@ class Lab:
             ruleset=_kernel_counts(node.netns) if node.netns in present else None,
             agent_pid=state.agents.get(name),
             agent=agent,
+            collector=collector if state.flows else None,
         )
 
     def probe(
@@ -450,17 +532,18 @@ class Lab:
             state = self.store.load()
         prefixes = sorted({p for p in (self.prefix, state.prefix if state else None) if p})
         pids = list(state.servers.values()) if state else []
+        collectors = self.collectors.stop(state.collectors.values() if state else (),
+                                          strays=True)
         agents = self.agents.stop(state.agents.values() if state else (), strays=True)
         removed = [build.teardown(p, fleet=self.fleet, pids=pids) for p in prefixes]
         if not prefixes:
             self.fleet.stop([], strays=True)
         self.store.remove()
-        return build.Teardown(
-            tuple(n for r in removed for n in r.netns),
-            tuple(sorted({*agents, *(p for r in removed for p in r.processes)})),
-        )
+        stopped = {*collectors, *agents, *(p for r in removed for p in r.processes)}
+        return build.Teardown(tuple(n for r in removed for n in r.netns), tuple(sorted(stopped)))
 
     def _teardown(self, state: LabState) -> None:
+        self.collectors.stop(state.collectors.values(), strays=True)
         self.agents.stop(state.agents.values(), strays=True)
         build.teardown(state.prefix, fleet=self.fleet, pids=state.servers.values())
         self.store.remove()
@@ -489,6 +572,11 @@ class Lab:
         return plan_lab(
             state.spec(), state.prefix, state.manifests(), placement=state.placement, ipam=ipam
         )
+
+
+def _log_group(state: LabState) -> int | None:
+    """The NFLOG group the agents render with: the collectors' with flows, else none."""
+    return LOG_GROUP if state.flows else None
 
 
 def _by_key(documents: Sequence[Document]) -> dict[str, Document]:

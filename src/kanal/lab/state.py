@@ -10,6 +10,9 @@ Every `kanal lab` command is its own process, so everything the next command nee
 - where each pod runs (`placement`), the IPAM state, the pod server process and the agent
   process per node (the agents enforce what the lab writes into `store.db`, the datastore beside
   this file: see `kanal.lab.enforce`);
+- `flows`: whether the lab records flows, and then the flow collector process per node (they
+  write `flows.db` beside this file: see `kanal.lab.collectors`); a state written before labs
+  had collectors reads as a lab without flows;
 - `phase`: `building` while `up` runs, `up` when the lab is usable, `changing` while `apply` or
   `delete` change the kernel (a crash leaves it there, and later changes refuse to guess).
 
@@ -48,6 +51,8 @@ from kanal.store.sqlite import STORE_FILE
 DEFAULT_STATE_DIR = Path("/var/lib/kanal/lab")
 STATE_DIR_ENV = "KANAL_LAB_DIR"
 STATE_FILE = "state.json"
+FLOWS_FILE = "flows.db"
+"""The lab's flow database (`kanal.flows.collector.DEFAULT_FLOWS_FILE`)."""
 LOCK_FILE = "lock"
 FORMAT_VERSION = 2
 
@@ -164,6 +169,8 @@ class LabState:
     servers: dict[str, int] = field(default_factory=dict)
     agents: dict[str, int] = field(default_factory=dict)
     phase: Phase = Phase.BUILDING
+    flows: bool = False
+    collectors: dict[str, int] = field(default_factory=dict)
 
     def spec(self) -> LabSpec:
         """The Lab, parsed again from its document (the defaults when there was none)."""
@@ -191,6 +198,8 @@ class LabState:
             "ipam": self.ipam.to_json(),
             "servers": dict(sorted(self.servers.items())),
             "agents": dict(sorted(self.agents.items())),
+            "flows": self.flows,
+            "collectors": dict(sorted(self.collectors.items())),
         }
 
     @classmethod
@@ -210,6 +219,8 @@ class LabState:
             servers={k: int(v) for k, v in data["servers"].items()},
             agents={k: int(v) for k, v in data["agents"].items()},
             phase=Phase(data["phase"]),
+            flows=bool(data.get("flows", False)),
+            collectors={k: int(v) for k, v in data.get("collectors", {}).items()},
         )
 
 
@@ -275,13 +286,14 @@ class StateStore:
         return self.directory / name
 
     def remove(self) -> None:
-        """Delete the state file and the lab's files (the datastore, server and agent files);
-        the directory too once it is empty (files kanal did not write stay, and so does their
-        directory)."""
+        """Delete the state file and the lab's files (the datastore, the flow database, server,
+        agent and collector files); the directory too once it is empty (files kanal did not
+        write stay, and so does their directory)."""
         lab_files = [
             self.path, self.directory / LOCK_FILE, *self.directory.glob("servers-*"),
-            *self.directory.glob("agent-*.log"),
-            *(self.directory / f"{STORE_FILE}{suffix}" for suffix in ("", "-wal", "-shm")),
+            *self.directory.glob("agent-*.log"), *self.directory.glob("collector-*"),
+            *(self.directory / f"{name}{suffix}" for name in (STORE_FILE, FLOWS_FILE)
+              for suffix in ("", "-wal", "-shm")),
         ]
         for path in lab_files:
             path.unlink(missing_ok=True)
