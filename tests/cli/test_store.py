@@ -203,6 +203,41 @@ def test_get_tables(shop: Any, command: str, table: str) -> None:
     assert shop(command) == Run(0, table, "")
 
 
+ALERT_RULES = """\
+apiVersion: kanal.io/v1alpha1
+kind: AlertRule
+metadata: {name: port-scan}
+spec: {metric: DestinationPorts, threshold: 10, period: 30s}
+---
+apiVersion: kanal.io/v1alpha1
+kind: AlertRule
+metadata: {name: denied}
+spec: {metric: DeniedFlows, threshold: 5}
+"""
+
+
+def test_alert_rules_are_stored_and_listed(shop: Any, tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(ALERT_RULES)
+    assert shop("apply -f rules.yaml") == Run(
+        0, "alertrule.kanal.io/port-scan created\nalertrule.kanal.io/denied created\n", ""
+    )
+    assert shop("get alertrules") == Run(
+        0,
+        "NAME        METRIC             TYPE          THRESHOLD   PERIOD   AGE\n"
+        "denied      DeniedFlows        Breach        5           60s      0s\n"
+        "port-scan   DestinationPorts   UniqueCount   10          30s      0s\n",
+        "",
+    )
+
+
+def test_an_invalid_alert_rule_stores_nothing(shop: Any, tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(ALERT_RULES.replace("threshold: 5", "threshold: -5"))
+    assert shop("apply -f rules.yaml") == Run(
+        2, "", "error: rules.yaml:doc 2: AlertRule denied: spec.threshold: -5 must be 0 or more\n"
+    )
+    assert shop("get alertrules") == Run(0, "", "note: No resources found\n")
+
+
 def test_get_one_object_as_yaml_with_the_metadata_the_store_owns(shop: Any) -> None:
     assert shop("get pod shop/web -o yaml").out == (
         "apiVersion: v1\n"
@@ -243,7 +278,7 @@ def test_get_reports_nothing_found_as_kubectl_does(shop: Any) -> None:
             "get services",
             "error: kanal does not store `services` objects: use one of pods (po), namespaces "
             "(ns), nodes (no), networkpolicies (netpol), adminnetworkpolicies (anp), "
-            "baselineadminnetworkpolicies (banp), labs\n",
+            "baselineadminnetworkpolicies (banp), labs, alertrules\n",
             id="an unknown kind",
         ),
         pytest.param(

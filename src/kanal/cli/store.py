@@ -91,7 +91,7 @@ def _add_object_arguments(parser: argparse.ArgumentParser, *, kind: str, names: 
         nargs="?" if kind == "optional" else None,
         metavar="KIND",
         help="pods (po), namespaces (ns), nodes (no), networkpolicies (netpol), "
-        "adminnetworkpolicies (anp), baselineadminnetworkpolicies (banp), labs",
+        "adminnetworkpolicies (anp), baselineadminnetworkpolicies (banp), labs, alertrules",
     )
     parser.add_argument("names", nargs=names, metavar="[NS/]NAME")
     parser.add_argument(

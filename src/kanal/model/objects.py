@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NewType
 
 if TYPE_CHECKING:
+    from kanal.model.alertrule import AlertRule
     from kanal.model.lab import LabSpec
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -350,4 +351,6 @@ class Manifests:
     baseline_policy: AdminNetworkPolicy | None = None
     nodes: tuple[Node, ...] = ()
     lab: LabSpec | None = None
+    alert_rules: tuple[AlertRule, ...] = ()
+    """Read by the flow collectors; the engine ignores them."""
     notes: tuple[str, ...] = field(default=())

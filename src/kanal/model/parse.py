@@ -6,8 +6,8 @@ problem of every document.
                       │                                                        as `source:item N`
                       └─► KINDS[(apiVersion, kind)] ──► metadata ──► kind parser ──► object
                             unknown kind: a note        (meta.py)    (core.py, networkpolicy.py,
-                            known kind, other                          adminpolicy.py)
-                            apiVersion: a problem
+                            known kind, other                          adminpolicy.py, lab.py,
+                            apiVersion: a problem                      alertrule.py)
 ManifestAssembler.finish ──► duplicates, implicit namespaces, deterministic order ──► Manifests
 ```
 
@@ -24,6 +24,7 @@ from itertools import groupby
 
 from kanal.errors import ManifestError, Problem
 from kanal.model.adminpolicy import baseline_name, parse_admin_policy, parse_baseline_policy
+from kanal.model.alertrule import AlertRule, parse_alert_rule
 from kanal.model.core import parse_namespace, parse_node, parse_pod
 from kanal.model.fields import At, Raw, Report, as_mapping, as_str
 from kanal.model.lab import LabSpec, parse_lab
@@ -41,7 +42,7 @@ from kanal.model.objects import (
 )
 from kanal.model.validate import dns1123_label, dns1123_subdomain
 
-Parsed = Namespace | Pod | Node | NetworkPolicy | AdminNetworkPolicy | LabSpec
+Parsed = Namespace | Pod | Node | NetworkPolicy | AdminNetworkPolicy | LabSpec | AlertRule
 KindParser = Callable[[Raw, ObjectMeta, At], Parsed]
 
 CORE_V1 = "v1"
@@ -76,6 +77,7 @@ KINDS: dict[tuple[str, str], KindSpec] = {
             name_rule=baseline_name,
         ),
         KindSpec(KANAL_V1ALPHA1, "Lab", parse_lab),
+        KindSpec(KANAL_V1ALPHA1, "AlertRule", parse_alert_rule),
     )
 }
 
@@ -197,6 +199,9 @@ class ManifestAssembler:
             baseline_policy=baseline[0] if baseline else None,
             nodes=tuple(sorted((o for o in objects if isinstance(o, Node)), key=lambda n: n.name)),
             lab=_single_lab(objects),
+            alert_rules=tuple(
+                sorted((o for o in objects if isinstance(o, AlertRule)), key=lambda r: r.name)
+            ),
             notes=(*self._notes, *_shared_priority_notes(ranked)),
         )
 

@@ -129,6 +129,23 @@ def ip_address(value: str) -> IPAddress | str:
         return f"{value!r} is not a valid IP address (e.g. 10.9.8.7 or 2001:db8::ffff)"
 
 
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(value: str) -> float | str:
+    """Seconds of a duration as Kubernetes and Prometheus write them (`30s`, `5m`, `1h30m`,
+    `250ms`, `2d`), or the reason it is not one. A bare number has no unit and is refused:
+    `60` could mean seconds or minutes."""
+    parts = _DURATION_PART_RE.findall(value)
+    if value and "".join(f"{number}{unit}" for number, unit in parts) == value:
+        return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    return (
+        f"{value!r} is not a duration: a number and a unit (ms, s, m, h, d), like 30s, 5m or "
+        "1h30m"
+    )
+
+
 def cidr(value: str) -> IPNetwork | str:
     """An IPv4 or IPv6 CIDR, normalized, or the reason it is not one.
 

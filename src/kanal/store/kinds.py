@@ -8,6 +8,8 @@ networkpolicies (netpol)               NetworkPolicy          NAME  POD-SELECTOR
 adminnetworkpolicies (anp)             AdminNetworkPolicy     NAME  PRIORITY  AGE
 baselineadminnetworkpolicies (banp)    BaselineAdminNetworkPolicy  NAME  AGE
 labs                                   Lab (kanal.io)         NAME  AGE
+alertrules                             AlertRule (kanal.io)   NAME  METRIC  TYPE  THRESHOLD  PERIOD
+                                                              AGE
 ```
 
 `-o wide` adds LABELS. A kind is found case-insensitively by its kind, singular, plural, short
@@ -98,6 +100,25 @@ def priority(doc: Doc) -> str:
     return str(_field(doc, "spec", "priority"))
 
 
+def spec_cell(*path: str, default: str = NONE) -> Cell:
+    """A cell showing `spec.<path>` as stored, `default` when absent."""
+
+    def cell(doc: Doc) -> str:
+        value = _field(doc, "spec", *path)
+        return default if value is None else str(value)
+
+    return cell
+
+
+def alert_type(doc: Doc) -> str:
+    """The type, or the one the metric implies (see `kanal.model.alertrule`)."""
+    value = _field(doc, "spec", "type")
+    if value is not None:
+        return str(value)
+    distinct = _field(doc, "spec", "metric") in ("DestinationPorts", "DestinationAddresses")
+    return "UniqueCount" if distinct else "Breach"
+
+
 def labels(doc: Doc) -> str:
     items = sorted((_field(doc, "metadata", "labels") or {}).items())
     return ",".join(f"{key}={value}" for key, value in items) or NONE
@@ -119,6 +140,17 @@ RESOURCES = (
     ),
     Resource(_spec("BaselineAdminNetworkPolicy"), "baselineadminnetworkpolicies", ("banp",)),
     Resource(_spec("Lab"), "labs"),
+    Resource(
+        _spec("AlertRule"),
+        "alertrules",
+        (),
+        (
+            ("METRIC", spec_cell("metric")),
+            ("TYPE", alert_type),
+            ("THRESHOLD", spec_cell("threshold")),
+            ("PERIOD", spec_cell("period", default="60s")),
+        ),
+    ),
 )
 BY_KIND = {resource.kind: resource for resource in RESOURCES}
 _BY_NAME = {name: resource for resource in RESOURCES for name in resource.names()}
