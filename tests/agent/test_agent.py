@@ -105,11 +105,33 @@ def test_a_remote_pods_label_change_is_an_element_delta_without_a_render(
     assert harness.in_step()
 
 
-def test_a_local_pods_change_is_rendered_and_sent_as_a_delta(harness: Harness) -> None:
+def test_a_local_pod_with_verdicts_the_node_has_is_patched_without_a_render(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     harness.step(SyncKind.RESYNC)
+    renders = _count_renders(monkeypatch)
     harness.store.put([pod("x/web2", node="n1", ip="10.0.1.3", app="web")])
     assert harness.step() == "delta"
-    assert "ingress_pods_v4 { 10.0.1.3 : goto ingress_" in harness.kernel.calls[-1][1]
+    assert renders == []
+    assert harness.agent.status().last_sync.reason == "patched"  # type: ignore[union-attr]
+    assert "add element inet kanal ingress_pods_v4 { 10.0.1.3 : goto ingress_" in (
+        harness.kernel.calls[-1][1]
+    )
+    assert harness.agent.metrics.pod_changes.get("local") == 1
+    assert harness.in_step()
+
+
+def test_a_local_pod_that_needs_a_new_dispatch_chain_is_rendered(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.step(SyncKind.RESYNC)
+    renders = _count_renders(monkeypatch)
+    harness.store.put([netpol("x/db-from-web", select(app="db"), ingress=[peer(app="web")])])
+    harness.step()
+    harness.store.put([pod("x/db", node="n1", ip="10.0.1.4", app="db")])
+    assert harness.step() == "load"  # the table gains a chain: one atomic reload
+    assert renders == ["n1", "n1"]
+    assert harness.agent.metrics.pod_changes.get("render") == 1
     assert harness.in_step()
 
 
@@ -164,7 +186,7 @@ def test_a_failing_render_keeps_the_old_table_and_is_reported(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("set name collides")
 
-    monkeypatch.setattr(agent_module, "render_node", broken)
+    monkeypatch.setattr(agent_module, "render_with_dispatch", broken)
     harness.store.put([netpol("x/deny-egress", select(app="web"), egress=[])])
     with pytest.raises(SyncError, match="render: RuntimeError: set name collides"):
         harness.step()
@@ -264,13 +286,13 @@ def test_metrics_describe_the_table_last_written(harness: Harness) -> None:
 
 def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = agent_module.render_node
+    real = agent_module.render_with_dispatch
 
     def counting(engine: PolicyEngine, node_name: str, options: RenderOptions | None = None):  # type: ignore[no-untyped-def]
         calls.append(node_name)
         return real(engine, node_name, options)
 
-    monkeypatch.setattr(agent_module, "render_node", counting)
+    monkeypatch.setattr(agent_module, "render_with_dispatch", counting)
     return calls
 
 

@@ -258,8 +258,8 @@ def test_remote_pod_churn_never_renders(monkeypatch: pytest.MonkeyPatch) -> None
     agent.catch_up()
     agent.sync(SyncKind.RESYNC)
     renders: list[str] = []
-    real = agent_module.render_node
-    monkeypatch.setattr(agent_module, "render_node",
+    real = agent_module.render_with_dispatch
+    monkeypatch.setattr(agent_module, "render_with_dispatch",
                         lambda *a, **k: renders.append("r") or real(*a, **k))
     steps = [
         pod("x/p", node="n2", ip="10.0.2.2", app="a"),

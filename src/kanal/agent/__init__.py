@@ -5,6 +5,8 @@ and apply the difference to its kernel in one transaction per batch (see `kanal.
 runner.py       BoundedFrequencyRunner: min interval, coalescing, backoff, periodic resync
 feed.py         EngineFeed: store events -> PolicyEngine updates, unreadable documents kept aside
 incremental.py  SetPatcher: a remote pod's change patched into the sets without a re-render
+local.py        LocalPatcher: a local pod's change patched (sets + verdict maps) while the
+                node's structure stays (its chains come from kanal.render.partial)
 agent.py        NodeAgent: the pipeline, fail-closed rules, status
 dataplane.py    Dataplane protocol and the libnftables implementation
 metrics.py      Prometheus text exposition (kanal_agent_*)

@@ -4,11 +4,14 @@
 store ──Mirror.sync──► events ──EngineFeed──► PolicyEngine          (incremental, every event)
                                    │
                                    ├─ remote pod change ──SetPatcher──► desired ruleset (patched)
+                                   ├─ local pod change, structure kept ──LocalPatcher──► (patched:
+                                   │    sets as for a remote pod + its verdict-map entries)
                                    └─ anything else ──► desired = None (render from scratch)
 BoundedFrequencyRunner ──► sync(CHANGES | RESYNC):
    desired ← render_node(engine, node) if None or RESYNC, then quarantine(rejected local pods)
+             (render_with_dispatch: the LocalPatcher starts from each local pod's verdicts)
    RESYNC or kernel unknown ──► read_current (drift?) ──► apply_full    (atomic replace)
-   only patched sets changed ──► delta_text of those sets ──► apply_delta
+   only patched sets/maps changed ──► delta_text of those ──► apply_delta   (reason `patched`)
    else plan_update(applied, desired) ──► delta, or apply_full when the structure changed
    a refused delta ──► apply_full;  success ──► applied = desired, revision recorded
 ```
@@ -45,14 +48,16 @@ from typing import Any
 from kanal.engine import PolicyEngine
 from kanal.errors import DataplaneError
 from kanal.model.objects import IPAddress
-from kanal.render import RenderOptions, Ruleset, delta_text, plan_update, render_node, table_text
+from kanal.render import RenderOptions, Ruleset, delta_text, plan_update, table_text
 from kanal.render.names import SetName
+from kanal.render.partial import render_with_dispatch
 from kanal.store.api import Datastore, Event, EventType, Revision
 from kanal.store.mirror import Mirror
 
 from .dataplane import Dataplane, KernelTable
 from .feed import EngineFeed, ObjectChange, PodChange
-from .incremental import AddressBook, SetPatcher, eligible
+from .incremental import AddressBook, SetPatcher, exclusive
+from .local import LocalPatcher, is_local
 from .metrics import AgentMetrics
 from .quarantine import quarantine
 from .runner import SyncKind
@@ -74,7 +79,8 @@ class SyncError(Exception):
 @dataclass(frozen=True, slots=True)
 class SyncReport:
     """One successful sync: `kind` is `load` (whole table), `delta` (elements) or `unchanged`;
-    `at` is the Unix time the kernel write returned."""
+    a delta's `reason` says whether the table was `patched` (no render) or `rendered`; `at` is
+    the Unix time the kernel write returned."""
 
     kind: str
     reason: str
@@ -146,11 +152,13 @@ class NodeAgent:
         self._feed = EngineFeed(self._engine)
         self._book = AddressBook()
         self._patcher = SetPatcher()
+        self._local = LocalPatcher(node, self.options, self._patcher)
         self._broken = False
         """An engine update raised: rebuild the engine from the mirror before rendering."""
         self._desired: Ruleset | None = None
         """The ruleset for the engine's current state; None: render from scratch."""
         self._patched: set[SetName] = set()
+        """The sets and maps patched since the last kernel write."""
         self._rendered = True
         """Whether `_desired` was rendered (not only patched) since the last kernel write."""
         self._applied: Ruleset | None = None
@@ -164,6 +172,12 @@ class NodeAgent:
     @property
     def engine(self) -> PolicyEngine:
         return self._engine
+
+    @property
+    def applied_ruleset(self) -> Ruleset | None:
+        """What this agent last wrote to the kernel (None: unknown); tests compare it with
+        a from-scratch render."""
+        return self._applied
 
     def status(self) -> AgentStatus:
         with self._lock:
@@ -226,13 +240,22 @@ class NodeAgent:
     def _patch(self, change: PodChange, families: tuple[int, ...]) -> None:
         if self._desired is None:
             return
-        if eligible(change, node=self.node, book=self._book, families_before=families):
-            patched = self._patcher.patch(self._desired, change)
-            if patched is not None:
-                self._desired, changed = patched
-                self._patched |= changed
-                return
-        self._desired = None
+        path, patched = "render", None
+        if exclusive(change, book=self._book, families_before=families):
+            if is_local(change, self.node):
+                path = "local"
+                patched = self._local.patch(self._desired, change, engine=self._engine)
+                if patched is None:
+                    log.debug("local pod change rendered: %s", self._local.why_not)
+            else:
+                path, patched = "remote", self._patcher.patch(self._desired, change)
+        with self.metrics.lock:
+            self.metrics.pod_changes.inc(path if patched is not None else "render")
+        if patched is None:
+            self._desired = None
+            return
+        self._desired, changed = patched
+        self._patched |= changed
 
     def _rebuild(self) -> None:
         """A fresh engine from the mirror's objects (the from-scratch path)."""
@@ -283,7 +306,8 @@ class NodeAgent:
             raise SyncError("render", f"{type(exc).__name__}: {exc}") from exc
 
     def _render(self) -> Ruleset:
-        ruleset = render_node(self._engine, self.node, self.options)
+        ruleset, dispatch = render_with_dispatch(self._engine, self.node, self.options)
+        self._local.reset(dispatch)
         return quarantine(ruleset, self._rejected_local(), node=self.node)
 
     def _rejected_local(self) -> list[tuple[str, str, tuple[IPAddress, ...]]]:
@@ -303,8 +327,9 @@ class NodeAgent:
                 self.metrics.resyncs.inc()
             return "load", reason
         if not self._rendered:
-            text = _sets_delta(applied, desired, self._patched)
+            text, how = _patched_delta(applied, desired, self._patched), "patched"
         else:
+            how = "rendered"
             plan = plan_update(applied, desired)
             if plan.full:
                 self.dataplane.apply_full(plan.text)
@@ -319,7 +344,7 @@ class NodeAgent:
             log.warning("the kernel refused a delta (%s): reloading the whole table", first)
             self.dataplane.apply_full(table_text(desired))
             return "load", "delta refused"
-        return "delta", ""
+        return "delta", how
 
     def _before_resync(self, applied: Ruleset | None) -> str:
         """Read the kernel's table before it is replaced whole: why it is (first load, drift
@@ -395,14 +420,16 @@ class NodeAgent:
         self._failed("store", exc)
 
 
-def _sets_delta(applied: Ruleset, desired: Ruleset, names: set[SetName]) -> str:
-    """The element commands for the sets in `names` only (the rest is known not to differ)."""
+def _patched_delta(applied: Ruleset, desired: Ruleset, names: set[SetName]) -> str:
+    """The element commands for the sets and maps in `names` only (the rest is known not to
+    differ)."""
     if not names:
         return ""
 
     def only(ruleset: Ruleset) -> Ruleset:
         return replace(ruleset, sets=tuple(s for s in ruleset.sets if s.name in names),
-                       maps=(), chains=(), problems=())
+                       maps=tuple(m for m in ruleset.maps if m.name in names), chains=(),
+                       problems=())
 
     return delta_text(only(applied), only(desired))
 

@@ -89,9 +89,16 @@ def eligible(
     change: PodChange, *, node: str, book: AddressBook, families_before: tuple[int, ...]
 ) -> bool:
     """Whether `patch` may handle `change` (`book` already updated with it)."""
-    old, new = change.old, change.new
-    if any(p is not None and p.node_name == node for p in (old, new)):
+    if any(p is not None and p.node_name == node for p in (change.old, change.new)):
         return False
+    return exclusive(change, book=book, families_before=families_before)
+
+
+def exclusive(change: PodChange, *, book: AddressBook, families_before: tuple[int, ...]) -> bool:
+    """Whether a pod change may be patched at all, local or remote: the cluster's address
+    families stay, and no address the pod had or has is claimed by another pod (`book`
+    already updated with the change)."""
+    old, new = change.old, change.new
     if book.families() != families_before:
         return False
     old_ips = old.ips if old is not None else ()
@@ -212,4 +219,4 @@ def _edited(
     return replace(named, elements=tuple(elements))
 
 
-__all__ = ["AddressBook", "SetPatcher", "eligible"]
+__all__ = ["AddressBook", "SetPatcher", "eligible", "exclusive"]

@@ -143,6 +143,10 @@ class SetCatalog:
                 raise RuntimeError(f"set name `{name}` collides for {existing} and {spec}")
         return name
 
+    def names(self) -> tuple[SetName, ...]:
+        """The names demanded so far, sorted (the sets `materialize` would build)."""
+        return tuple(sorted(self._specs))
+
     def materialize(self, engine: PolicyEngine) -> tuple[NamedSet, ...]:
         source = ElementSource(engine)
         return tuple(source.named_set(name, self._specs[name]) for name in sorted(self._specs))
