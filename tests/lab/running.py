@@ -73,6 +73,7 @@ class Running:
         nodes = self.lab.status().nodes
         self.server_pids |= {n.server_pid for n in nodes if n.server_pid}
         self.server_pids |= {n.agent_pid for n in nodes if n.agent_pid}
+        self.server_pids |= {n.collector["pid"] for n in nodes if n.collector}
 
 
 def allowed(report: ProbeReport, source: str, destination: str, probe: str = "") -> bool | None:
@@ -87,16 +88,17 @@ def netns_inode(name: str) -> int:
 
 @contextmanager
 def running_lab(
-    prefix: str, tmp: Path, docs: Sequence[Doc]
+    prefix: str, tmp: Path, docs: Sequence[Doc], *, flows: bool = False
 ) -> Iterator[Running]:
-    """`up` on `docs`, yield, then `down` and check that nothing is left."""
+    """`up` on `docs` (with flow collectors if `flows`), yield, then `down` and check that
+    nothing is left."""
     state_dir = tmp / "state"
     files = tmp / "files"
     files.mkdir()
     lab = Lab(state_dir, prefix=prefix)
     running = Running(lab, state_dir, files, prefix)
     try:
-        lab.up([write(files / "up.yaml", docs)])
+        lab.up([write(files / "up.yaml", docs)], flows=flows)
         running._remember_servers()
         yield running
     finally:
@@ -105,10 +107,11 @@ def running_lab(
 
 
 def assert_removed(running: Running) -> None:
-    """No netns with the prefix, no server or agent process, no state directory."""
+    """No netns with the prefix, no server, agent or collector process, no state directory."""
     assert list_netns(running.prefix) == []
     assert not running.state_dir.exists()
     assert running.lab.fleet.strays() == []
     assert running.lab.agents.strays() == []
+    assert running.lab.collectors.strays() == []
     alive = [pid for pid in running.server_pids if Path(f"/proc/{pid}").exists()]
     assert alive == [], f"server processes still running: {alive}"
