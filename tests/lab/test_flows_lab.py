@@ -124,6 +124,9 @@ def test_flows_name_pods_and_the_deciding_rule_and_count_bytes(
         assert record["default_deny"] == {"tier": "NetworkPolicy", "isolated_by": ISOLATED_BY}
         assert "policy" not in record and record["node"] == "node-1"
         assert record["dst"]["labels"] == {"app": "web"} and record["protocol"] == "TCP"
+        assert record["summary"] == (  # `kanal explain`'s words
+            "x/web is isolated for ingress by policies `x/allow-client`, `x/default-deny`; "
+            f"no rule admits {ends(record)[0]} on {ends(record)[2]}/TCP")
     [allowed] = ingress(records, "allowed")
     assert ends(allowed) == ("y/client", "x/web", 80)
     assert allowed["policy"] == ALLOW_RULE and allowed["node"] == "node-1"
@@ -153,7 +156,8 @@ def test_flows_name_pods_and_the_deciding_rule_and_count_bytes(
     [default] = [d for d in stats["defaults"] if d["outcome"] == "DefaultDeny"]
     assert default["isolated_by"] == ["x/allow-client", "x/default-deny"]
     assert (default["direction"], default["denies"]) == ("ingress", len(denied))
-    assert stats["collector"]["events_lost"] == 0
+    collector = stats["collector"]
+    assert (collector["events_lost"], collector["disagreements"]) == (0, 0)  # kernel = engine
 
 
 def allowed_bytes(capsys: Capsys) -> int:
