@@ -48,13 +48,27 @@ def test_the_state_round_trips_through_its_file_and_yaml_dates_become_text(
     path.write_text(yaml.safe_dump(raw).replace("'2024-01-02T03:04:05Z'", "2024-01-02 03:04:05"))
     _, documents = read_documents([str(path)])
     state = LabState("kt00-", lab(), {d.key: d for d in documents}, {"x/a": "node-1"},
-                     IpamState(), {"node-1": 42}, {"node-1": 43}, Phase.UP)
+                     IpamState(), {"node-1": 42}, {"node-1": 43}, Phase.UP, flows=True,
+                     collectors={"node-1": 44})
     store = StateStore(tmp_path / "state")
     store.save(state)
     loaded = store.load()
     assert loaded is not None and loaded.to_json() == state.to_json()
+    assert (loaded.flows, loaded.collectors) == (True, {"node-1": 44})
     assert loaded.spec().name == "t"
     assert loaded.documents["Pod/x/a"].raw["metadata"]["creationTimestamp"].startswith("2024")
+
+
+def test_a_state_from_before_flow_collectors_reads_as_a_lab_without_flows(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path)
+    data = LabState("kt00-", None, agents={"node-1": 43}, phase=Phase.UP).to_json()
+    del data["flows"], data["collectors"]
+    store.path.write_text(json.dumps(data))
+    loaded = store.load()
+    assert loaded is not None and (loaded.flows, loaded.collectors) == (False, {})
+    assert loaded.agents == {"node-1": 43}
 
 
 def test_a_damaged_state_is_a_lab_error_naming_the_way_out(tmp_path: Path) -> None:
@@ -67,7 +81,9 @@ def test_a_damaged_state_is_a_lab_error_naming_the_way_out(tmp_path: Path) -> No
 def test_remove_deletes_the_lab_files_and_the_directory_only_when_empty(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "lab")
     store.save(LabState("kt00-", None))
-    store.file("servers-node-1.log").write_text("x")
+    for name in ("servers-node-1.log", "collector-node-1.log", "collector-node-1.ready",
+                 "flows.db", "flows.db-wal", "flows.db-shm"):
+        store.file(name).write_text("x")
     store.remove()
     assert not store.directory.exists()
     store.save(LabState("kt00-", None))

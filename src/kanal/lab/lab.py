@@ -417,7 +417,7 @@ class Lab:
         plan = self._plan(state, state.ipam)
         present = set(list_netns(state.prefix))
         found = [f"netns `{n}` is missing" for n in plan.all_netns() if n not in present]
-        collectors = self._collector_status(state)
+        collectors = self._collector_status(state, [n.name for n in plan.nodes])
         nodes = tuple(self._node_status(plan, state, n.name, present, collectors.get(n.name))
                       for n in plan.nodes)
         found += [f"node `{n.name}`: no table inet kanal" for n in nodes if n.ruleset is None]
@@ -451,16 +451,19 @@ class Lab:
             flows_db=str(self.collectors.db) if state.flows else None,
         )
 
-    def _collector_status(self, state: LabState) -> dict[str, dict[str, Any]]:
-        """Node -> its collector's pid, whether it runs, and the records it wrote."""
+    def _collector_status(
+        self, state: LabState, nodes: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Node -> its collector's pid (None: none was started), whether it runs, and the
+        records it wrote."""
         if not state.flows:
             return {}
         running = self.collectors.running(state.collectors)
         records = self.collectors.records()
         return {
-            node: {"pid": pid, "running": running[node],
+            node: {"pid": state.collectors.get(node), "running": running.get(node, False),
                    "records": None if records is None else records.get(node, 0)}
-            for node, pid in state.collectors.items()
+            for node in nodes
         }
 
     def _node_status(
