@@ -12,11 +12,11 @@ import argparse
 from collections.abc import Sequence
 
 from kanal import __version__
-from kanal.cli import agent, analysis, flows, lab, store
+from kanal.cli import agent, alerts, analysis, flows, lab, store
 from kanal.cli.output import Terminal
 from kanal.errors import KanalError
 
-GROUPS = (analysis, lab, store, agent, flows)
+GROUPS = (analysis, lab, store, agent, flows, alerts)
 
 DESCRIPTION = """\
 Policy-based networking for Kubernetes: ask what NetworkPolicies allow, and why.

@@ -6,7 +6,8 @@
     nf_conntrack_acct=1, nf_conntrack_timestamp=1, conntrack timeouts read
     NflogSocket(group N) ─┐
     ConntrackSocket ──────┤ select ──► FlowPipeline ──► FlowStore (--db, shared by all nodes)
-                          │              ▲
+                          │              ▲  └──stored──► AlertDispatcher ──► alerts table (--db), a
+                          │              │               (AlertRules)       log line, webhook, label
   --manifests ──(poll version every reload_interval)── engine ─► render_node(node,
                                             RenderOptions(log_group=N)).log_table() ─► Attributor
 ```
@@ -19,6 +20,10 @@ silently. Ids it loaded before stay known (they are content hashes: their meanin
 changes), so a table older than the manifests is attributed too. No Python runs per packet of
 an established connection: the kernel logs only the first packet (the renderer's log rules sit
 behind `ct state established,related accept`).
+
+Alerts: the AlertRules of `--manifests` are evaluated on every record stored (see
+`kanal.flows.alerting`); a `quarantine` action labels pods in `--manifests` when it is a
+datastore (with a snapshot file it cannot, and each alert says so).
 
 Readiness: once both sockets are bound and the first load is done, the line `ready` is written
 atomically to `--ready-file`. SIGTERM or SIGINT: flush, exit 0. A netns or group that cannot be
@@ -61,6 +66,8 @@ from typing import TextIO, TypeVar
 from kanal.dataplane.netns import entered
 from kanal.engine import PolicyEngine
 from kanal.errors import KanalError
+from kanal.flows.alerting import AlertDispatcher
+from kanal.flows.alertstore import DEFAULT_MAX_ALERTS
 from kanal.flows.attribute import Attributor, decision_of
 from kanal.flows.conntrack import (
     ConntrackSocket,
@@ -172,6 +179,10 @@ class Collector:
         self._next_reap = 0.0
         self._lost: Counter[str] = Counter()
         self._warned: set[str] = set()
+        self.alerts = AlertDispatcher(
+            node=config.node, db=config.db, say=self.say,
+            datastore=config.manifests if self.source.is_store else None,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -185,6 +196,7 @@ class Collector:
             self.reaper = ExpiryReaper() if self.config.reap_interval_s > 0 else None
         attributor = self._load()
         self.pipeline = FlowPipeline(self.store, attributor, timeouts=timeouts)
+        self.pipeline.observers.append(self.alerts)
         self.say(f"collecting NFLOG group {self.config.group} and conntrack in "
                  f"{self.config.netns or 'this netns'} into {self.config.db}")
         if self.config.ready_file is not None:
@@ -197,6 +209,7 @@ class Collector:
         for sock in (self.nflog, self.conntrack, self.reaper):
             if sock is not None:
                 sock.close()
+        self.alerts.close()
         self.store.close()
         self.source.close()
 
@@ -255,6 +268,7 @@ class Collector:
             self._next_prune = now + retention.interval_s
             self.store.prune(now=now, max_age=retention.max_age_s, max_rows=retention.max_rows,
                              max_bytes=retention.max_bytes)
+            self.alerts.prune(now=now, max_age=retention.max_age_s, max_rows=DEFAULT_MAX_ALERTS)
 
     # -- manifests -------------------------------------------------------------------------------
 
@@ -270,6 +284,7 @@ class Collector:
         self.say(f"loaded {len(engine.pods())} pods, {len(engine.policies())} policies, "
                  f"{len(table)} log ids for node `{self.config.node}`")
         self._known.update(table)
+        self.alerts.load(manifests)
         return Attributor(engine, dict(self._known), node=self.config.node)
 
     def _reload(self, *, force: bool, now: float) -> None:
@@ -303,6 +318,7 @@ class Collector:
         for name, value in self.pipeline.health.items():
             deltas[name, labels_key({"node": node})] += value
         self.pipeline.health.clear()
+        deltas.update(self.alerts.counters())
         self.store.add_counters(deltas)
 
     def _warn_once(self, key: str, message: str) -> None:

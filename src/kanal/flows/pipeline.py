@@ -6,6 +6,7 @@ LogEvent ──Attributor.on_log──► FlowRecord ──► batch ──flush
                                                                    │ allowed: open[key] += record
 CtEvent NEW ──► pending[key] (grace) ──due, direction not logged──► Attributor.on_unlogged ─┘
 CtEvent DESTROY ──open.pop(key)──► completion ──► FlowStore.complete (bytes, duration)
+                           stored records and completions ──► observers (the alerts)
 ```
 
 `key` is the connection's original tuple (protocol, src, sport, dst, dport): what the first
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from kanal.flows.attribute import Attributor, UnknownLogIdError, completion
 from kanal.flows.conntrack import CtEvent, CtEventType
@@ -33,6 +35,15 @@ ConnectionKey = tuple[object, ...]
 
 DEFAULT_GRACE_S = 0.5
 """How long a conntrack NEW waits for its NFLOG events before it counts as unlogged."""
+
+
+class FlowObserver(Protocol):
+    """Sees what the store took: records once inserted, connections once completed (the
+    collector's alerts). It must not raise for a problem of its own."""
+
+    def on_records(self, records: Sequence[FlowRecord]) -> None: ...
+
+    def on_completions(self, finished: Sequence[tuple[FlowRecord, Completion]]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -71,6 +82,7 @@ class FlowPipeline:
         self.finished: list[tuple[FlowRecord, Completion]] = []
         self.health: Counter[str] = Counter()
         self.forgotten = 0
+        self.observers: list[FlowObserver] = []
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -125,7 +137,9 @@ class FlowPipeline:
         self.flush()
         if self.finished:
             self.store.complete(self.finished)
-            self.finished = []
+            finished, self.finished = self.finished, []
+            for observer in self.observers:
+                observer.on_completions(finished)
 
     def _finish(self, event: CtEvent) -> None:
         entry = self.open.pop(event.original.key, None)
@@ -145,6 +159,8 @@ class FlowPipeline:
         for (record, key), ident in zip(batch, ids, strict=True):
             if record.decision.allowed:
                 self._track(key, replace(record, id=ident))
+        for observer in self.observers:
+            observer.on_records([record for record, _ in batch])
 
     def _track(self, key: ConnectionKey, record: FlowRecord) -> None:
         entry = self.open.get(key)
@@ -170,4 +186,4 @@ def _inverted(reply: FiveTuple) -> FiveTuple:
     return FiveTuple(reply.dst, reply.src, reply.protocol, reply.dport, reply.sport)
 
 
-__all__ = ["DEFAULT_GRACE_S", "FlowPipeline"]
+__all__ = ["DEFAULT_GRACE_S", "FlowObserver", "FlowPipeline"]

@@ -19,6 +19,12 @@ kanal_flow_collector_unknown_log_ids_total{node}                  `k:` ids not i
 kanal_flow_collector_disagreements_total{node}                    kernel rule != engine's answer
 kanal_flow_collector_reloads_total{node}                          manifests reloaded
 kanal_flow_collector_forgotten_connections_total{node}            no room to wait for the end
+kanal_alerts_fired_total{node,rule}                               alerts (kanal.flows.alerting)
+kanal_alerts_throttled_total{node,rule}                           held back by the throttle
+kanal_alert_keys_evicted_total{node,rule}                         keys forgotten for lack of room
+kanal_alert_webhooks_total{node,rule,outcome}                     delivered | failed | dropped
+kanal_alert_webhook_retries_total{node,rule}                      attempts after the first
+kanal_alert_quarantines_total{node,rule,outcome}                  labelled | failed
 ```
 """
 
@@ -37,6 +43,20 @@ HEALTH_COUNTERS = {
     "disagreements": "kanal_flow_collector_disagreements_total",
     "reloads": "kanal_flow_collector_reloads_total",
     "forgotten": "kanal_flow_collector_forgotten_connections_total",
+}
+ALERT_COUNTERS = {
+    "alerts_fired": ("kanal_alerts_fired_total", "Alerts fired, per rule."),
+    "alerts_throttled": ("kanal_alerts_throttled_total",
+                         "Threshold crossings held back by the rule's throttle."),
+    "alert_keys_evicted": ("kanal_alert_keys_evicted_total",
+                           "Alert keys forgotten for lack of room."),
+    "alert_webhooks": ("kanal_alert_webhooks_total",
+                       "Alert webhook POSTs: delivered, failed (every attempt), dropped "
+                       "(queue full)."),
+    "alert_webhook_retries": ("kanal_alert_webhook_retries_total",
+                              "Alert webhook attempts after the first."),
+    "alert_quarantines": ("kanal_alert_quarantines_total",
+                          "Quarantine labels: labelled, failed."),
 }
 
 
@@ -278,6 +298,9 @@ def prometheus_text(totals: FlowTotals) -> str:
     for name, metric in HEALTH_COUNTERS.items():
         samples = [(c.labels, c.value) for c in totals.counters if c.name == name]
         lines.extend(_family(metric, f"Flow collector: {name.replace('_', ' ')}.", samples))
+    for name, (metric, help_text) in ALERT_COUNTERS.items():
+        samples = [(c.labels, c.value) for c in totals.counters if c.name == name]
+        lines.extend(_family(metric, help_text, samples))
     return "\n".join(lines) + "\n"
 
 
