@@ -11,8 +11,10 @@ scale    generate.py cluster (10k pods / 1k policies) ─► one SQLite store �
          one node in a throwaway netns (libnftables, the real table)
          agent start → first table loaded; label changes (`store.update`, kubectl label), one
          at a time (`QUIET_S` apart, so the runner's min interval never delays them), of a
-         pod on another node (the set-patch path) and of a pod on this node (a re-render):
-         write started → the agent's kernel transaction returned; the agent's RSS
+         pod on another node (the set-patch path), of a pod on this node (`app` removed and
+         put back: patched when the node keeps its chains, else a re-render), and of a pod on
+         this node moved into another local group of its namespace and back (the local patch
+         path): write started → the agent's kernel transaction returned; the agent's RSS
 policy   a 2-node lab, client on node-1, server on node-2 behind a default deny:
          policy_enforcement_latency_policy_creation_seconds = allow policy written to the store
          → first successful TCP connection client → server (connect attempts every ~10 ms)
@@ -44,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,10 +63,12 @@ from kanal.dataplane import links
 from kanal.dataplane.netns import create_netns, delete_netns, entered, list_netns
 from kanal.dataplane.nft import Nft
 from kanal.engine import PolicyEngine
+from kanal.engine.groups import GroupKey
 from kanal.lab.enforce import open_store
 from kanal.lab.lab import Lab
 from kanal.model.objects import Manifests, Pod
 from kanal.render import render_node
+from kanal.render.partial import render_with_dispatch
 from kanal.store.api import Doc, ObjectRef
 from kanal.store.sqlite import SqliteStore
 
@@ -152,26 +157,59 @@ def relevant_pods(manifests: Manifests, node: str) -> tuple[list[Pod], list[Pod]
     return ([p for p in chosen if p.node_name != node], [p for p in chosen if p.node_name == node])
 
 
+Relabel = tuple[Pod, dict[str, str]]
+"""A pod and the labels it is given (and then its own labels again)."""
+
+
+def without_app(pods: list[Pod]) -> list[Relabel]:
+    return [(p, {k: v for k, v in p.labels.items() if k != "app"}) for p in pods]
+
+
+def local_group_moves(manifests: Manifests, node: str) -> list[Relabel]:
+    """Local pods given the labels of another local group of their namespace with the same
+    ports whose verdicts or selector sets differ (a relabel between two groups that both have
+    pods here, which the kernel sees), when every verdict of the moving pod is kept by another
+    local pod: the move and the move back keep the node's structure, the local fast path's
+    case (`kanal.agent.local`)."""
+    engine = PolicyEngine.from_manifests(manifests)
+    ruleset, dispatch = render_with_dispatch(engine, node)
+    users = Counter(use for d in dispatch.values() for use in d.verdicts())
+    local = sorted((p for p in engine.pods().values() if p.node_name == node and p.ips),
+                   key=lambda p: p.key)
+    sets = [set(s.elements) for s in ruleset.sets if s.name.startswith("pods_")]
+
+    def seen(p: Pod) -> tuple[object, ...]:
+        """What the table holds because of `p`'s labels: verdicts, selector sets it is in."""
+        return (dispatch[p.key], tuple(str(p.ips[0]) in s for s in sets))
+
+    moves: list[Relabel] = []
+    for p in local:
+        if any(users[use] < 2 for use in dispatch[p.key].verdicts()):
+            continue
+        target = next((q for q in local if q.namespace == p.namespace and seen(q) != seen(p)
+                       and GroupKey.of(q).ports == GroupKey.of(p).ports), None)
+        if target is not None:
+            moves.append((p, dict(target.labels)))
+    return moves
+
+
 def label_changes(
-    store: SqliteStore, pods: list[Pod], count: int, *, agent: tuple[AgentSpec, int, Path],
-    netns: str, check: int = 3,
+    store: SqliteStore, relabels: list[Relabel], count: int, *,
+    agent: tuple[AgentSpec, int, Path], netns: str, check: int = 3,
 ) -> tuple[list[float], dict[str, int]]:
-    """`count` label changes (`app` removed, then put back) spread over `pods`; latencies of
-    the changes the agent applied as a kernel write, and how many syncs were of each kind."""
+    """`count` label changes (a pod relabelled, then given its labels back) spread over
+    `relabels`; latencies of the changes the agent applied as a kernel write, and how many
+    syncs were of each kind (and reason: a delta was `patched` or `rendered`)."""
     spec, pid, log_path = agent
     latencies: list[float] = []
     kinds: dict[str, int] = {}
-    for i in range(count):
-        pod = pods[(i // 2) % len(pods)]
+    for i in range(count if relabels else 0):
+        pod, target = relabels[(i // 2) % len(relabels)]
         ref = ObjectRef("Pod", pod.namespace, pod.name)
-        value = None if i % 2 == 0 else pod.labels["app"]
+        labels = target if i % 2 == 0 else dict(pod.labels)
 
-        def relabel(doc: Doc, value: str | None = value) -> Doc:
-            labels = doc["metadata"]["labels"]
-            if value is None:
-                del labels["app"]
-            else:
-                labels["app"] = value
+        def relabel(doc: Doc, labels: dict[str, str] = labels) -> Doc:
+            doc["metadata"]["labels"] = dict(labels)
             return doc
 
         before = _listing(netns) if i < check else ""
@@ -179,7 +217,8 @@ def label_changes(
         start = time.time()
         revision = store.update(ref, relabel).revision
         sync = applied_at(spec, pid, log_path, revision)
-        kinds[sync["kind"]] = kinds.get(sync["kind"], 0) + 1
+        kind = sync["kind"] + (f" ({sync['reason']})" if sync.get("reason") else "")
+        kinds[kind] = kinds.get(kind, 0) + 1
         if sync["kind"] != "unchanged":
             latencies.append(sync["at"] - start)
             if i < check:
@@ -224,9 +263,11 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
         key=lambda n: sum(1 for p in manifests.pods if p.node_name == n),
     )
     remote, local = relevant_pods(manifests, node)
+    moves = local_group_moves(manifests, node)
     log(f"scale: {len(manifests.pods):,} pods, {len(manifests.policies):,} policies; agent for "
         f"`{node}` ({sum(1 for p in manifests.pods if p.node_name == node)} local pods); "
-        f"{len(remote)} remote and {len(local)} local pods in its sets")
+        f"{len(remote)} remote and {len(local)} local pods in its sets, {len(moves)} local pods "
+        "that can move to another local group")
     netns = f"{prefix}node"
     with tempfile.TemporaryDirectory() as directory:
         store = SqliteStore(Path(directory) / "store.db")
@@ -243,14 +284,18 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
             stats = first["last_sync"]["stats"]
             log(f"scale: first table in {start_s:.1f} s ({stats}); label changes")
             remote_s, remote_kinds = label_changes(
-                store, remote, args.labels, agent=(agent, pid, log_path), netns=netns)
+                store, without_app(remote), args.labels, agent=(agent, pid, log_path),
+                netns=netns)
             local_s, local_kinds = label_changes(
-                store, local, args.local_labels, agent=(agent, pid, log_path), netns=netns)
+                store, without_app(local), args.local_labels, agent=(agent, pid, log_path),
+                netns=netns)
+            move_s, move_kinds = label_changes(
+                store, moves, args.local_labels, agent=(agent, pid, log_path), netns=netns)
             policy_s, policy_kinds = policy_changes(
                 store, local[0], args.scale_policies, agent=(agent, pid, log_path))
             rss, peak = rss_mib(pid)
-            log(f"scale: syncs remote {remote_kinds}, local {local_kinds}; RSS {rss:.0f} MiB, "
-                f"peak {peak:.0f} MiB")
+            log(f"scale: syncs remote {remote_kinds}, local {local_kinds}, local moves "
+                f"{move_kinds}; RSS {rss:.0f} MiB, peak {peak:.0f} MiB")
         finally:
             process.stop(process.owned_by(store.path))
             store.close()
@@ -262,9 +307,12 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
         Metric("label change → kernel updated (pod on another node)",
                f"{size}: set-element delta, no re-render", remote_s, target=0.020,
                note=f"sync kinds {remote_kinds}"),
-        Metric("label change → kernel updated (pod on this node)",
-               f"{size}: re-render + delta", local_s, target=0.020,
-               note=f"sync kinds {local_kinds}"),
+        Metric("label change → kernel updated (pod on this node, `app` removed/restored)",
+               f"{size}: patched when the node keeps its chains, else re-render + load",
+               local_s, target=0.020, note=f"sync kinds {local_kinds}"),
+        Metric("label change → kernel updated (pod on this node, into another local group)",
+               f"{size}: set + verdict-map element patch, no re-render", move_s, target=0.020,
+               note=f"sync kinds {move_kinds}"),
         Metric("policy created → kernel updated (no packets)",
                f"{size}: a policy selecting a pod of this node, re-render + whole load",
                policy_s, note=f"sync kinds {policy_kinds}"),
