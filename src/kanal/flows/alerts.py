@@ -64,7 +64,6 @@ MAX_CONNECTIONS = 100_000
 SWEEP_S = 10.0
 
 Window = SlidingSum | DistinctWindow
-Connection = tuple[object, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +107,12 @@ class _RuleState:
     rule: AlertRule
     match: ScopeMatch
     scope_key: AlertKey
+    bit: int
+    """The rule's bit in the connection memory's masks."""
     windows: OrderedDict[str, Window] = field(default_factory=OrderedDict)
     """key text -> its window, least recently active first."""
     fired: dict[str, float] = field(default_factory=dict)
     """key text -> when it last fired (the throttle)."""
-    seen: OrderedDict[Connection, float] = field(default_factory=OrderedDict)
-    """connection -> last seen (counted once while it keeps showing up)."""
 
 
 class AlertEvaluator:
@@ -131,6 +130,9 @@ class AlertEvaluator:
         self.throttled: Counter[str] = Counter()
         self.evicted: Counter[str] = Counter()
         self._states: dict[str, _RuleState] = {}
+        self._seen: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        """hash of a connection -> (last seen, bits of the rules that counted it): one entry
+        per connection for all rules, least recently seen first."""
         self._next_sweep = -math.inf
         self.update(rules, namespaces=namespaces or {})
 
@@ -154,20 +156,38 @@ class AlertEvaluator:
                 states[rule.name] = old
             else:
                 scope = describe_scope(rule.scope)
-                states[rule.name] = _RuleState(rule, match, AlertKey(scope))
+                states[rule.name] = _RuleState(rule, match, AlertKey(scope), bit=0)
         self._states = states
+        self._assign_bits({state.bit for state in states.values() if state.bit})
+
+    def _assign_bits(self, taken: set[int]) -> None:
+        """Give each new rule a bit no kept rule uses (a new rule may reuse a deleted one's:
+        its connections could then count once less, for `SAME_CONNECTION_S`)."""
+        free = (1 << n for n in range(len(self._states) + len(taken) + 1))
+        available = (bit for bit in free if bit not in taken)
+        for state in self._states.values():
+            if not state.bit:
+                state.bit = next(available)
 
     # -- input -----------------------------------------------------------------------------------
 
     def on_records(self, records: Iterable[FlowRecord]) -> list[Alert]:
         """Flows, distinct destinations: every rule but `Bytes` ones."""
         alerts: list[Alert] = []
+        states = list(self._states.values())
         for record in records:
             self._advance(record.time)
-            for state in self._states.values():
-                amount = _amount(state.rule, record)
-                if amount is not None and state.match(record):
-                    self._count(state, record, amount, alerts)
+            connection = 0
+            verdict = record.verdict
+            for state in states:
+                amount = _amount(state.rule, record, verdict)
+                if amount is None or not state.match(record):
+                    continue
+                if not state.rule.metric.distinct:
+                    connection = connection or _connection(record)
+                    if self._repeated(connection, state.bit):
+                        continue
+                self._count(state, record, amount, alerts)
         return alerts
 
     def on_completions(self, finished: Iterable[tuple[FlowRecord, Completion]]) -> list[Alert]:
@@ -176,7 +196,8 @@ class AlertEvaluator:
         for record, done in finished:
             self._advance(done.end)
             for state in self._states.values():
-                if state.rule.metric is AlertMetric.BYTES and state.match(record):
+                if state.rule.metric is AlertMetric.BYTES and state.match(record) \
+                        and not self._repeated(_connection(record), state.bit):
                     self._count(state, record, done.bytes, alerts)
         return alerts
 
@@ -186,6 +207,11 @@ class AlertEvaluator:
             self._next_sweep = self.now + SWEEP_S
             for state in self._states.values():
                 self._sweep(state)
+            while self._seen:
+                connection, (seen, _) = next(iter(self._seen.items()))
+                if self.now - seen < SAME_CONNECTION_S:
+                    break
+                del self._seen[connection]
 
     # -- counting --------------------------------------------------------------------------------
 
@@ -193,10 +219,9 @@ class AlertEvaluator:
         self, state: _RuleState, record: FlowRecord, amount: object, alerts: list[Alert]
     ) -> None:
         rule, now = state.rule, self.now
-        if not rule.metric.distinct and self._repeated(state, record):
-            return
-        key = key_of(record, rule.group_by, state.scope_key)
-        window = self._window(state, key.text)
+        peer = key_of(record, rule.group_by)
+        text = state.scope_key.text if peer is None else peer.describe()
+        window = self._window(state, text)
         if isinstance(window, DistinctWindow):
             window.add(now, amount)
             value = float(window.count(now))
@@ -208,22 +233,23 @@ class AlertEvaluator:
                 value /= rule.horizon_s / rule.period_s
         if value <= rule.threshold:
             return
-        last = state.fired.get(key.text)
+        last = state.fired.get(text)
         if last is not None and now - last < rule.throttle_s:
             self.throttled[rule.name] += 1
             return
-        state.fired[key.text] = now
+        state.fired[text] = now
+        key = state.scope_key if peer is None else AlertKey.of(peer)
         alerts.append(self._alert(rule, key, value))
 
-    def _repeated(self, state: _RuleState, record: FlowRecord) -> bool:
-        """Whether this connection was counted for the rule already (see the module doc)."""
-        src, dst = record.src, record.dst
-        connection = (record.protocol, src.ip, src.port, dst.ip, dst.port)
-        last = state.seen.pop(connection, None)
-        state.seen[connection] = self.now
-        if len(state.seen) > MAX_CONNECTIONS:
-            state.seen.popitem(last=False)
-        return last is not None and self.now - last < SAME_CONNECTION_S
+    def _repeated(self, connection: int, bit: int) -> bool:
+        """Whether the rule of `bit` counted this connection already (see the module doc);
+        remembers that it has now."""
+        last = self._seen.pop(connection, None)
+        counted = 0 if last is None or self.now - last[0] >= SAME_CONNECTION_S else last[1]
+        self._seen[connection] = (self.now, counted | bit)
+        if len(self._seen) > MAX_CONNECTIONS:
+            self._seen.popitem(last=False)
+        return bool(counted & bit)
 
     def _window(self, state: _RuleState, key: str) -> Window:
         window = state.windows.pop(key, None)
@@ -238,17 +264,12 @@ class AlertEvaluator:
         return window
 
     def _sweep(self, state: _RuleState) -> None:
-        """Forget what can no longer matter: windows idle beyond the horizon (they are empty),
-        throttles that expired, connections not seen for `SAME_CONNECTION_S`."""
+        """Forget what can no longer matter: windows idle beyond the horizon (they are empty)
+        and throttles that expired."""
         now, rule = self.now, state.rule
         for key in [k for k, w in state.windows.items() if _empty(w, now)]:
             del state.windows[key]
         state.fired = {k: t for k, t in state.fired.items() if now - t < rule.throttle_s}
-        while state.seen:
-            connection, seen = next(iter(state.seen.items()))
-            if now - seen < SAME_CONNECTION_S:
-                break
-            del state.seen[connection]
 
     def _alert(self, rule: AlertRule, key: AlertKey, value: float) -> Alert:
         scope = describe_scope(rule.scope)
@@ -257,16 +278,24 @@ class AlertEvaluator:
                      summary(rule, key, value))
 
 
-def _amount(rule: AlertRule, record: FlowRecord) -> object | None:
-    """What `record` adds to the rule's window (1 flow, a port, an address), or None."""
+def _connection(record: FlowRecord) -> int:
+    """A connection's identity: its five-tuple as the first packet carried it, hashed (0 is
+    reserved for "not computed yet")."""
+    src, dst = record.src, record.dst
+    return hash((record.protocol, src.ip, src.port, dst.ip, dst.port)) or 1
+
+
+def _amount(rule: AlertRule, record: FlowRecord, verdict: Verdict) -> object | None:
+    """What `record` (whose verdict is `verdict`) adds to the rule's window (1 flow, a port,
+    an address), or None."""
     metric = rule.metric
     if metric is AlertMetric.DENIED_FLOWS:
-        return 1 if record.verdict is Verdict.DENIED else None
+        return 1 if verdict is Verdict.DENIED else None
     if metric is AlertMetric.ALLOWED_FLOWS:
-        return 1 if record.verdict is Verdict.ALLOWED else None
+        return 1 if verdict is Verdict.ALLOWED else None
     if metric is AlertMetric.BYTES:
         return None
-    if rule.verdict is not None and record.verdict.value != rule.verdict.value.lower():
+    if rule.verdict is not None and verdict.value != rule.verdict.value.lower():
         return None
     if metric is AlertMetric.DESTINATION_ADDRESSES:
         return record.dst.ip

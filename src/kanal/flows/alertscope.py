@@ -90,12 +90,13 @@ def _pods_match(scope: PodScope, namespaces: NamespaceLabels) -> ScopeMatch:
     return lambda record: selected(record.src) or selected(record.dst)
 
 
-def key_of(record: FlowRecord, group_by: GroupBy, scope_key: AlertKey) -> AlertKey:
+def key_of(record: FlowRecord, group_by: GroupBy) -> Peer | None:
+    """The end of `record` counted for, None for the whole scope."""
     if group_by is GroupBy.SOURCE:
-        return AlertKey.of(record.src)
+        return record.src
     if group_by is GroupBy.DESTINATION:
-        return AlertKey.of(record.dst)
-    return scope_key
+        return record.dst
+    return None
 
 
 __all__ = ["AlertKey", "ScopeMatch", "describe_scope", "key_of", "scope_match"]
