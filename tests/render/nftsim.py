@@ -26,6 +26,8 @@ _DPORT = re.compile(r"(tcp|udp|sctp) dport (\d+)(?:-(\d+))?")
 _MARK_TEST = re.compile(r"meta mark & (0x[0-9a-f]+) (==|!=) 0")
 _MARK_SET = re.compile(r"meta mark set meta mark ([|&]) (0x[0-9a-f]+)")
 _VMAP = re.compile(r"(ip6?) (saddr|daddr) vmap @(\S+)")
+_PORT_VMAP = re.compile(r"meta l4proto \. th dport vmap \{ (.+) \}")
+_PORT_ELEMENT = re.compile(r"(tcp|udp|sctp) \. (\d+)(?:-(\d+))? : (jump|goto) (\S+)")
 
 
 @dataclass
@@ -97,6 +99,8 @@ class TableSim:
                 return CONTINUE
             target = self.maps[found.group(3)].get(str(address))
             return CONTINUE if target is None else self._verdict(target, packet)
+        if found := _PORT_VMAP.fullmatch(verdict):
+            return self._port_vmap(found.group(1), packet)
         verb, _, chain = verdict.partition(" ")
         outcome = self._run(chain, packet)
         if verb == "jump":
@@ -104,6 +108,19 @@ class TableSim:
         assert verb == "goto", verdict
         # goto: the current chain ends with the callee; its fall-through returns to our caller.
         return outcome if outcome != CONTINUE else "return"
+
+    def _port_vmap(self, elements: str, packet: Packet) -> str:
+        """An anonymous interval map: elements must not overlap (nft refuses them)."""
+        targets = []
+        for element in elements.split(", "):
+            found = _PORT_ELEMENT.fullmatch(element)
+            assert found, element
+            lo = int(found.group(2))
+            hi = int(found.group(3) or lo)
+            if found.group(1) == packet.proto and lo <= packet.dport <= hi:
+                targets.append(f"{found.group(4)} {found.group(5)}")
+        assert len(targets) <= 1, f"overlapping port map elements: {targets}"
+        return self._verdict(targets[0], packet) if targets else CONTINUE
 
     def _match(self, expr: str, packet: Packet) -> bool:
         if expr.startswith("ct state"):

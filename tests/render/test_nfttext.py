@@ -137,4 +137,4 @@ def test_ports_of_every_protocol_render_with_their_protocol_keyword() -> None:
             replace(m.policies[0].ingress[0].ports[0], protocol=proto),
         )),))
         text = table_text(render_node(engine_of(replace(m, policies=(policy,))), "n1"))
-        assert f"{keyword} dport 80 accept" in text
+        assert f"vmap {{ {keyword} . 80 : jump npport_in_" in text

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from kanal.engine.compiled import CompiledRule
+from kanal.engine.compiled import CompiledPort
 from kanal.model.objects import Direction
 from kanal.render import RenderOptions, Ruleset, render_node, table_text
-from kanal.render import ruleset as ruleset_module
+from kanal.render import network as network_module
 from kanal.render.matches import UnrenderableError
 from kanal.render.names import MAX_NAME
 
@@ -52,13 +52,13 @@ def test_pods_of_one_group_share_a_dispatch_chain_and_groups_with_other_policies
     ingress = dict(ruleset.maps[1].elements)
     assert ingress["10.244.1.2"] == ingress["10.244.1.3"] != ingress["10.244.1.4"]
     assert len(_chain(ruleset, "ingress_")) == 2
-    assert _chain(ruleset, "np_") == ["np_x_api_in", "np_x_web_in"]
+    assert len(_chain(ruleset, "npport_in_")) == 2  # one rule each: port 80 and port 8080
 
 
 def test_only_local_pods_are_dispatched_and_only_their_policies_rendered() -> None:
     remote = render_node(engine_of(BASE), "n2")
     assert all(not m.elements for m in remote.maps)  # client-2 is selected by nothing
-    assert _chain(remote, "np_") == [] and remote.sets == ()
+    assert _chain(remote, "np") == [] and remote.sets == ()
 
 
 def test_an_address_claimed_by_two_local_pods_with_different_chains_fails_closed() -> None:
@@ -68,20 +68,21 @@ def test_an_address_claimed_by_two_local_pods_with_different_chains_fails_closed
     assert any("10.244.1.2 is claimed by pods" in p for p in ruleset.problems)
 
 
-def test_a_rule_that_cannot_be_rendered_becomes_a_logged_drop_in_its_place(
+def test_a_rule_that_cannot_be_rendered_becomes_a_logged_drop_ahead_of_the_port_map(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = ruleset_module.rule_matches
+    real = network_module.numeric_span
 
-    def failing(rule: CompiledRule, direction: Direction, **kwargs: object) -> object:
-        if rule.ports and rule.ports[0].port == 8080:
+    def failing(port: CompiledPort) -> object:
+        if port.port == 8080:
             raise UnrenderableError("test")
-        return real(rule, direction, **kwargs)  # type: ignore[arg-type]
+        return real(port)
 
-    monkeypatch.setattr(ruleset_module, "rule_matches", failing)
+    monkeypatch.setattr(network_module, "numeric_span", failing)
     ruleset = _render(log_group=2)
-    (api,) = [c for c in ruleset.chains if c.name == "np_x_api_in"]
-    assert [r.verdict for r in api.rules] == ["drop"]
+    target = dict(ruleset.maps[1].elements)["10.244.1.4"].removeprefix("goto ")
+    (api,) = [c for c in ruleset.chains if c.name == target]
+    assert [r.verdict for r in api.rules] == ["drop", "drop"]  # the rule, then default deny
     entry = ruleset.log_table()[api.rules[0].log]  # type: ignore[index]
     assert entry.fail_closed and entry.policy == "x/api"
     assert ruleset.problems == (

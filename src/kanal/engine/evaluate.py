@@ -7,7 +7,7 @@ AdminNetworkPolicy tier   ANPs by ascending priority (ties: by name), rules in o
                           first match decides; Allow/Deny are final, Pass skips to NetworkPolicy
 NetworkPolicy tier        isolated (some policy selects the pod for this direction)?
                           any rule of any selecting policy admits -> Allow, else DefaultDeny;
-                          not isolated -> fall through
+                          not isolated -> fall through (which rule is named: see below)
 Baseline tier             BANP rules in order, first match decides (Allow/Deny)
                           nothing matched -> NotIsolated (allowed)
 ```
@@ -16,6 +16,15 @@ Egress is judged at the source, ingress at the destination; the caller combines 
 is not a pod is `NotAPod` (nothing of ours applies there). Before any tier, traffic upstream
 says no policy can block is allowed: a pod to itself (`Self`), and traffic between a pod and
 the node it runs on (`OwnNode`).
+
+Every NetworkPolicy rule allows, so the verdict does not depend on their order, but the rule
+that is *named* does, and it must be the one the kernel meets first (flow records carry the
+kernel's rule). The renderer dispatches a NEW packet on its protocol and port before it walks
+any NetworkPolicy rule (`kanal.render.network`), so it meets the rules that name the port
+explicitly first: the rule named is the first, in policy and rule order, that admits the
+connection through a *specific* port (a number, a range, a protocol, or for ingress a named port
+of the protected pod itself); failing that, the first that admits it through a *general* one
+(no ports at all, or for egress a named port, which belongs to the peer).
 """
 
 from __future__ import annotations
@@ -128,6 +137,34 @@ def _first_match(
     return None
 
 
+def specific_port(port: CompiledPort, direction: Direction) -> bool:
+    """Whether `port` names the destination port by itself (see the module docstring)."""
+    return port.name is None or direction is Direction.INGRESS
+
+
+def _network_match(
+    source: ChainSource,
+    policies: Sequence[CompiledPolicy],
+    direction: Direction,
+    peer: Endpoint,
+    conn: Connection,
+) -> Step | None:
+    """The NetworkPolicy rule that admits the connection, specific ports first."""
+    general: Step | None = None
+    dst = conn.destination.pod
+    for policy in policies:
+        for rule in policy.rules(direction):
+            found = match_rule(source, rule, peer, conn)
+            if found is None:
+                continue
+            for port in rule.ports or ():
+                if specific_port(port, direction) and port.matches(conn.port, conn.protocol, dst):
+                    return _step(policy, rule, (found[0], port))
+            if general is None:
+                general = _step(policy, rule, found)
+    return general
+
+
 def decide(source: ChainSource, direction: Direction, conn: Connection) -> DirectionDecision:
     subject, peer = (
         (conn.source, conn.destination)
@@ -169,7 +206,7 @@ def _steps(
         if admin.outcome is not Outcome.PASS:
             return tuple(steps)
     if chain.network:
-        allowed = _first_match(source, chain.network, direction, peer, conn)
+        allowed = _network_match(source, chain.network, direction, peer, conn)
         steps.append(
             allowed
             or Step(
@@ -188,4 +225,6 @@ def _steps(
     return tuple(steps)
 
 
-__all__ = ["Action", "Chain", "ChainSource", "Connection", "decide", "match_rule"]
+__all__ = [
+    "Action", "Chain", "ChainSource", "Connection", "decide", "match_rule", "specific_port",
+]

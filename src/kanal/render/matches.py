@@ -93,12 +93,12 @@ def _port_alternatives(
 ) -> list[MatchList]:
     if ports is None:
         return [()]
-    numeric = [_span(p) for p in ports if p.name is None]
+    numeric = [numeric_span(p) for p in ports if p.name is None]
     found: list[MatchList] = []
     if len(numeric) == 1 and (protocol := numeric[0][0]) is not None:
         found.append((_inline_port(protocol, numeric[0][1], numeric[0][2]),))
     elif numeric:
-        spans = _merge_spans(s for p, lo, hi in numeric for s in _expand_protocol(p, lo, hi))
+        spans = _merge_spans(s for p, lo, hi in numeric for s in expand_protocol(p, lo, hi))
         found.append((f"meta l4proto . th dport @{catalog.port_list(spans)}",))
     for port in ports:
         if port.name is not None:
@@ -106,7 +106,7 @@ def _port_alternatives(
     return list(dict.fromkeys(found))
 
 
-def _span(port: CompiledPort) -> NumericSpan:
+def numeric_span(port: CompiledPort) -> NumericSpan:
     if port.port is None:
         if port.end is not None:
             raise UnrenderableError(f"port #{port.index} has an end port but no start")
@@ -117,7 +117,7 @@ def _span(port: CompiledPort) -> NumericSpan:
     return (port.protocol, port.port, end)
 
 
-def _expand_protocol(protocol: Protocol | None, lo: int, hi: int) -> list[PortSpan]:
+def expand_protocol(protocol: Protocol | None, lo: int, hi: int) -> list[PortSpan]:
     """A port without a protocol (never produced today) means every protocol with ports."""
     protocols = [protocol] if protocol is not None else list(PROTOCOLS)
     return [(p, lo, hi) for p in protocols]

@@ -94,7 +94,7 @@ def port_list_set(readable: str) -> SetName:
 
 
 def policy_chain(tier_prefix: str, key: str, direction: Direction) -> ChainName:
-    """`np_<ns>_<name>_in`, `anp_<name>_eg`, `banp_default_in`: one chain per policy per
+    """`anp_<name>_eg`, `banp_default_in`: one chain per admin or baseline policy per
     direction, named after the policy so a listing reads like the manifests."""
     return ChainName(ident(tier_prefix, *key.split("/"), SHORT_DIRECTION[direction]))
 
@@ -108,3 +108,13 @@ def log_id(identity: str) -> LogId:
     """A compact NFLOG prefix (`k:` + 12 hex, 14 chars) that identifies one decision forever:
     derived from the decision's content, so it is the same on every node and across reloads."""
     return LogId(LOG_PREFIX + short_hash(identity, LOG_HASH_LEN))
+
+
+def port_class_chain(direction: Direction, signature: str) -> ChainName:
+    """The NetworkPolicy rules of one (protocol, port) class, shared by identical content."""
+    return ChainName(f"npport_{SHORT_DIRECTION[direction]}_{short_hash(signature)}")
+
+
+def any_port_chain(direction: Direction, signature: str) -> ChainName:
+    """The NetworkPolicy rules every NEW packet meets whatever its port."""
+    return ChainName(f"npany_{SHORT_DIRECTION[direction]}_{short_hash(signature)}")

@@ -19,7 +19,9 @@ egress_<h> (jumped: `return` = this direction allows, ingress still to check)
   mark & P == 0 jump anp_<b>_eg        a Pass skips the remaining ANPs
   mark & A != 0 return
   ┌ isolated (some NetworkPolicy selects the group for egress):
-  │ jump np_<ns>_<name>_eg             any rule allows: set A, return
+  │ meta l4proto . th dport vmap {…}   port class -> jump npport_eg_<h>  (kanal.render.network)
+  │ mark & A != 0 return                 any rule allows: set A, return
+  │ jump npany_eg_<h>                  rules for any port
   │ mark & A != 0 return
   │ drop                               default deny
   └ not isolated:
@@ -32,11 +34,13 @@ ingress_<h> (reached by goto: it always ends in a verdict)
   so only the Pass bit P is needed; the end is `drop` (isolated) or `accept`.
 ```
 
-Policy chains (one per policy per direction, shared by every dispatch chain that uses it) do
-not depend on the pod they protect: peers are set lookups and named ports are matched as
-`daddr . proto . dport` in a set of the pods declaring that name, so they hold for any subject.
-Chains and rules therefore grow with policies and distinct policy lists, never with pods; only
-set and map elements grow with pods.
+Admin and baseline policy chains (one per policy per direction, shared by every dispatch chain
+that uses it) do not depend on the pod they protect: peers are set lookups and named ports are
+matched as `daddr . proto . dport` in a set of the pods declaring that name, so they hold for any
+subject. The NetworkPolicy tier is laid out per dispatch chain by port class instead (its
+chains are content-named, so dispatch chains with the same rules share them). Chains and rules
+therefore grow with policies and distinct policy lists, never with pods; only set and map
+elements grow with pods.
 
 The two mark bits (`RenderOptions.allow_mark`, `pass_mark`) are owned by Kanal in the forward
 hook: every dispatch chain that reads them clears them first. Denied packets are dropped, never
@@ -57,11 +61,12 @@ from dataclasses import dataclass
 from kanal.engine import Outcome, PolicyEngine, Tier
 from kanal.engine.compiled import Action, CompiledPolicy, CompiledRule
 from kanal.engine.evaluate import Chain as PolicyList
-from kanal.model.objects import Direction, IPAddress, Pod, PolicyKey
+from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, PolicyKey
 from kanal.render import names
 from kanal.render.ir import Chain, Hook, LogEntry, Rule, Ruleset, VerdictMap
 from kanal.render.matches import FAMILY_KEYWORD, UnrenderableError, rule_matches
 from kanal.render.names import ChainName, LogId, SetName
+from kanal.render.network import NetworkTier
 from kanal.render.sets import ADDRESS_TYPE, SetCatalog
 
 VXLAN_PORT = 4789
@@ -183,27 +188,41 @@ class _NodeRenderer:
         group = self.engine.groups().group_of(pod.key)
         key = (group, direction)
         if key not in self.group_verdicts:
-            target = self._dispatch_chain(self.engine.chain(group, direction), direction)
+            policies = self.engine.chain(group, direction)
+            target = self._dispatch_chain(policies, direction, ports=pod.ports)
             verb = "jump" if direction is Direction.EGRESS else "goto"
             self.group_verdicts[key] = f"{verb} {target}" if target else ""
         return self.group_verdicts[key]
 
-    def _dispatch_chain(self, policies: PolicyList, direction: Direction) -> ChainName | None:
+    def _dispatch_chain(
+        self, policies: PolicyList, direction: Direction, *, ports: tuple[ContainerPort, ...]
+    ) -> ChainName | None:
+        """`ports`: the group's container ports (they resolve ingress named ports)."""
         admin = [c for p in policies.admin if (c := self._policy_chain(p, direction))]
         isolated = bool(policies.network)
-        network = [c for p in policies.network if (c := self._policy_chain(p, direction))]
+        builder = _DispatchBuilder(self, direction)
+        network = (
+            NetworkTier(self, direction, ports).rules(policies.network, allowed=builder.allowed)
+            if isolated else []
+        )
         baseline = None
         if policies.baseline is not None and not isolated:
             baseline = self._policy_chain(policies.baseline, direction)
         if not (admin or isolated or baseline):
             return None
-        rules = _DispatchBuilder(self, direction).build(
+        rules = builder.build(
             admin, network, baseline, isolating=tuple(p.key for p in policies.network)
         )
         name = names.dispatch_chain(direction, repr(rules))
         comment = _dispatch_comment(direction, policies.network)
-        self.dispatch_chains.setdefault(name, Chain(name, rules, comment=comment))
-        return name
+        return self.add_chain(Chain(name, rules, comment=comment))
+
+    def add_chain(self, chain: Chain) -> ChainName:
+        """Keep a content-named chain (dispatch, port class): the same name, the same chain."""
+        existing = self.dispatch_chains.setdefault(chain.name, chain)
+        if existing != chain:
+            raise RuntimeError(f"chain name {chain.name} collides for different content")
+        return chain.name
 
     # -- policy chains -----------------------------------------------------------------------------
 
@@ -224,25 +243,25 @@ class _NodeRenderer:
     ) -> list[Rule]:
         comment = _rule_comment(rule)
         try:
-            statements, verdict = self._action(policy.tier, rule.action, direction=direction)
+            statements, verdict = self.action(policy.tier, rule.action, direction=direction)
             matches = rule_matches(rule, direction, families=self.families, catalog=self.catalog)
         except UnrenderableError as exc:
             self.problems.append(
                 f"{policy.tier.short} `{policy.key}` {direction.value.lower()} rule "
                 f"{rule.label()} cannot be rendered ({exc}): it drops instead"
             )
-            closed = self._log_rule(
+            closed = self.log_rule(
                 policy, rule, direction=direction, outcome=Outcome.DENY, fail_closed=True
             )
             return [Rule(verdict="drop", log=closed, comment=comment)]
         log = None
         if rule.action is not Action.PASS:
-            log = self._log_rule(
+            log = self.log_rule(
                 policy, rule, direction=direction, outcome=Outcome(rule.action.value)
             )
         return [Rule(m, statements, verdict, log, comment) for m in matches]
 
-    def _action(
+    def action(
         self, tier: Tier, action: Action, *, direction: Direction
     ) -> tuple[tuple[str, ...], str]:
         """Statements and verdict that carry `action` back to the dispatch chain."""
@@ -258,7 +277,7 @@ class _NodeRenderer:
 
     # -- log ids -----------------------------------------------------------------------------------
 
-    def _log_rule(
+    def log_rule(
         self, policy: CompiledPolicy, rule: CompiledRule, *, direction: Direction,
         outcome: Outcome, fail_closed: bool = False,
     ) -> LogId:
@@ -315,18 +334,18 @@ class _DispatchBuilder:
         self.not_passed = f"meta mark & {options.pass_mark:#x} == 0"
 
     def build(
-        self, admin: list[ChainName], network: list[ChainName], baseline: ChainName | None,
+        self, admin: list[ChainName], network: list[Rule], baseline: ChainName | None,
         *, isolating: tuple[PolicyKey, ...],
     ) -> tuple[Rule, ...]:
-        tier_chains = network if isolating else [baseline] if baseline else []
+        """`network`: the NetworkPolicy tier's rules (`NetworkTier`), used when isolated."""
+        tier = network if isolating else list(self._call(baseline)) if baseline else []
         rules: list[Rule] = []
-        if len(admin) > 1 or (self.egress and (admin or tier_chains)):  # marks are read
+        if len(admin) > 1 or (self.egress and (admin or tier)):  # marks are read
             clear = f"meta mark set meta mark & {~self.r.both_marks & 0xFFFFFFFF:#x}"
             rules.append(Rule(statements=(clear,)))
         for i, chain in enumerate(admin):
             rules.extend(self._call(chain, guard=(self.not_passed,) if i else ()))
-        for chain in tier_chains:
-            rules.extend(self._call(chain))
+        rules.extend(tier)
         end = "drop" if isolating else ("return" if self.egress else "accept")
         rules.append(Rule(verdict=end, log=self.r.log_end(self.direction, isolating)))
         return tuple(rules)
