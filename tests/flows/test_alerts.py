@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kanal.engine import Outcome
 from kanal.flows.alerts import Alert, AlertEvaluator
 from kanal.flows.alertscope import AlertKey
 from kanal.flows.records import FlowRecord, Peer
@@ -125,6 +126,20 @@ def test_both_directions_of_one_connection_and_retransmissions_count_once() -> N
     egress = record(lambda r: replace(r, decision=replace(r.decision, direction=Direction.EGRESS)))
     assert fire(evaluator, [record(), egress, record(at(3))]) == []
     assert len(fire(evaluator, [record(at(20))])) == 1  # the same five-tuple, much later
+
+
+def test_each_rule_counts_a_connection_once_for_itself() -> None:
+    every = rule("every", metric="AllowedFlows", threshold=1)
+    ingress = rule("ingress", metric="AllowedFlows", threshold=0,
+                   scope={"policy": "x/allow-clients"})
+    evaluator = AlertEvaluator([every, ingress])
+    egress = record(lambda r: replace(r, decision=replace(
+        r.decision, direction=Direction.EGRESS, policy=None, outcome=Outcome.NOT_ISOLATED)))
+    assert fire(evaluator, [egress]) == []  # counted by `every` only
+    assert [a.rule for a in fire(evaluator, [record()])] == ["ingress"]  # its first sighting
+    evaluator.update([every, ingress, rule("new", metric="AllowedFlows", threshold=0)],
+                     namespaces={})
+    assert [a.rule for a in fire(evaluator, [record(at(1))])] == ["new"]  # a bit of its own
 
 
 def test_distinct_metrics_count_values_not_connections() -> None:
