@@ -314,25 +314,52 @@ def _dispatch_targets(entries: list[dict[str, Any]], direction: str) -> dict[str
     return found
 
 
-def _walk(rules: dict[str, list[dict[str, Any]]], target: str | None) -> dict[str, int]:
+def _port_targets(expr: dict[str, Any], port: int | None) -> list[str]:
+    """The chains a `meta l4proto . th dport vmap` sends a TCP packet to `port` (None: to any
+    port, all of them), from nft's JSON listing; an address map (`data` a name) has none."""
+    data = expr["vmap"]["data"]
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, verdict in data.get("set", []):
+        proto, ports = key["concat"]
+        lo, hi = ports["range"] if isinstance(ports, dict) else (ports, ports)
+        if proto == "tcp" and (port is None or lo <= port <= hi):
+            found.append(next(iter(verdict.values()))["target"])
+    return found
+
+
+def _walk(
+    rules: dict[str, list[dict[str, Any]]], target: str | None, port: int | None = None
+) -> dict[str, int]:
+    """Chains and rules a NEW TCP packet may meet from dispatch chain `target`: every chain it
+    jumps to, and through the port map the class chain of `port` (None: the longest one)."""
     if target is None:
         return {"policy_chains": 0, "rules": 0}
-    jumps = [next(iter(e["jump"].values())) for r in rules.get(target, [])
-             for e in r["expr"] if "jump" in e]
-    return {"policy_chains": len(jumps),
-            "rules": len(rules.get(target, [])) + sum(len(rules.get(j, [])) for j in jumps)}
+    chains: list[str] = []
+    for rule in rules.get(target, []):
+        for e in rule["expr"]:
+            if "jump" in e:
+                chains.append(e["jump"]["target"])
+            elif "vmap" in e and (classes := _port_targets(e, port)):
+                chains.append(max(classes, key=lambda c: len(rules.get(c, []))))
+    return {"policy_chains": len(chains),
+            "rules": len(rules.get(target, [])) + sum(len(rules.get(c, [])) for c in chains)}
 
 
-def dispatch_walk(entries: list[dict[str, Any]], ip: str, direction: str) -> dict[str, int]:
-    """What a NEW packet of `ip` in `direction` (`egress`/`ingress`) may meet: the policy
-    chains its dispatch chain jumps to, and the rules of the dispatch chain plus those chains
-    (all of them are walked when only the last policy admits the packet, or none does)."""
-    return _walk(_rules_by_chain(entries), _dispatch_targets(entries, direction).get(ip))
+def dispatch_walk(
+    entries: list[dict[str, Any]], ip: str, direction: str, *, port: int | None = None
+) -> dict[str, int]:
+    """What a NEW TCP packet of `ip` in `direction` (`egress`/`ingress`) to `port` may meet:
+    the chains its dispatch chain sends it to (through the port map: only its port's class),
+    and their rules plus the dispatch chain's (all are walked when only the last rule admits
+    the packet, or none does)."""
+    return _walk(_rules_by_chain(entries), _dispatch_targets(entries, direction).get(ip), port)
 
 
 def walk_stats(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per direction, over the node's pods that have a dispatch chain: median and max of
-    `dispatch_walk`'s policy chains and rules."""
+    `dispatch_walk`'s chains and rules, for each pod's longest TCP port class."""
     rules = _rules_by_chain(entries)
     out = {}
     for direction in ("egress", "ingress"):
@@ -684,9 +711,10 @@ def _walks(lab: Lab, client_ip: str, server_ip: str) -> dict[str, dict[str, int]
     nodes = {n.name: n.netns for n in lab.status().nodes}
     pods = {p.ip: p.node for p in lab.status().pods}
     return {
-        "client_egress": dispatch_walk(list_table(nodes[pods[client_ip]]), client_ip, "egress"),
+        "client_egress": dispatch_walk(list_table(nodes[pods[client_ip]]), client_ip, "egress",
+                                       port=CONN_PORT),
         "server_ingress": dispatch_walk(list_table(nodes[pods[server_ip]]), server_ip,
-                                        "ingress"),
+                                        "ingress", port=CONN_PORT),
     }
 
 

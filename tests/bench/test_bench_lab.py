@@ -83,8 +83,8 @@ def test_every_section_runs_small_and_leaves_nothing(netns_prefix: str, tmp_path
     assert probe["deny"]["denied"] == 9 * 8 and probe["none"]["denied"] == 0
 
     traffic = results["traffic"]
-    assert traffic["walk"]["client_egress"]["policy_chains"] > 1
-    assert traffic["walk"]["server_ingress"]["policy_chains"] > 1
+    assert traffic["walk"]["client_egress"]["policy_chains"] >= 1  # its port class at least
+    assert traffic["walk"]["server_ingress"]["policy_chains"] >= 1
     assert traffic["failed_connections"] == 0
     assert all(s["iperf"]["bits_per_second"] > 0 and s["conn"]["connections"] > 0
                for s in traffic["steps"])
