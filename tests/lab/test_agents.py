@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from kanal.cli.main import main
+from kanal.errors import LabError
+from kanal.lab import enforce
 from kanal.lab.enforce import open_store
 from kanal.model.objects import Protocol
 
@@ -99,6 +101,36 @@ def test_a_dead_agent_is_reported_and_restarted_by_the_next_change(
         assert first["reason"].startswith("first load, replacing the table found")
         report = running.agreeing_probe([(80, TCP)], destinations=["x/b"])
         assert allowed(report, "y/a", "x/b") is False
+
+
+def test_a_change_whose_agent_does_not_apply_it_leaves_the_lab_failed_and_says_why(
+    netns_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enforce, "READY_TIMEOUT_S", 2.0)
+    with running_lab(netns_prefix, tmp_path, FOUR) as running:
+        pid = running.lab.status().nodes[1].agent_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # alive (not restarted) but never applies anything
+        try:
+            with pytest.raises(LabError) as raised:
+                running.apply([deny_ingress("x/guard", pod="b")])
+            failure = (
+                f"changing lab `{running.lab.status().name}` failed half-way: the agent of node "
+                "`node-2` is not ready after 2 s"
+            )
+            assert str(raised.value).startswith(failure)
+            assert "the lab is now `failed` (`kanal lab status` says why)" in str(raised.value)
+            status = running.lab.status()
+            assert status.phase == "failed"
+            assert status.problems[0].startswith(f"the lab is `failed`: {failure}")
+            with pytest.raises(LabError) as refused:
+                running.apply([deny_ingress("x/other", pod="a")])
+            assert str(refused.value).startswith(
+                "the lab is `failed`, so its kernel state is unknown: `kanal lab down`, then "
+                f"`kanal lab up` again\nthe lab is `failed`: {failure}"
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_start_agents_restarts_only_the_dead_ones(netns_prefix: str, tmp_path: Path) -> None:

@@ -163,11 +163,12 @@ class AgentFleet:
 
     def wait(
         self, plan: LabPlan, pids: Mapping[str, int], revision: int | None,
-        *, nodes: Sequence[str] | None = None, timeout: float = READY_TIMEOUT_S,
+        *, nodes: Sequence[str] | None = None, timeout: float | None = None,
     ) -> list[NodeUpdate]:
         """Until the agent of every node (of `nodes`, default all) is ready and (with
-        `revision`) has applied it; what each did."""
-        deadline = time.monotonic() + timeout
+        `revision`) has applied it, for at most `timeout` (default `READY_TIMEOUT_S`, read
+        at the call); what each did."""
+        deadline = time.monotonic() + (READY_TIMEOUT_S if timeout is None else timeout)
         updates = []
         for node in plan.spec.nodes if nodes is None else nodes:
             pid = pids.get(node)

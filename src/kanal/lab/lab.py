@@ -21,8 +21,10 @@ manifests, an unknown node, an exhausted block) changes nothing. The state is sa
 kernel changes (addresses before they are plumbed). Order of a change: pods that go are
 unplugged, the store is written, every agent reports the new revision applied, and only then are
 new pods plugged in, so a pod is enforced from its first packet. A failed `up` removes what it
-built; a failed `apply`/`delete` leaves the state in phase `changing`, and further changes are
-refused until the lab is rebuilt (`down` always works).
+built; a failed `apply`/`delete` (an agent that does not apply the new revision in time, a
+link that cannot be made) records phase `failed` and why in the state, which `status` shows,
+and further changes are refused until the lab is rebuilt (`down` always works); a command killed
+half-way leaves phase `changing`.
 
 The store is the agents' only input: `kanal apply/label/delete` on the lab's `store.db` are
 enforced like lab changes, and `probe` predicts from the store's objects (what the agents
@@ -321,10 +323,14 @@ class Lab:
         self.store.save(state)
         try:
             updates = self._reconcile(state, (old_plan, new_plan), change, stored)
-        except KanalError as exc:
+        except Exception as exc:
+            failure = f"changing lab `{spec.name}` failed half-way: {exc}"
+            self._record_failure(state, failure)
+            if not isinstance(exc, KanalError):
+                raise  # a bug: its traceback, after the state says so
             raise LabError(
-                f"changing lab `{spec.name}` failed half-way: {exc}\nthe lab is now in an "
-                "unknown state: `kanal lab down`, then `kanal lab up` again"
+                f"{failure}\nthe lab is now `failed` (`kanal lab status` says why): "
+                "`kanal lab down`, then `kanal lab up` again"
             ) from exc
         return LabChange(
             added=tuple(p.key for p in change.added),
@@ -359,6 +365,13 @@ class Lab:
         state.phase = Phase.UP
         self.store.save(state)
         return updates
+
+    def _record_failure(self, state: LabState, failure: str) -> None:
+        """Phase `failed` and why, in the state file (best effort: the error is raised anyway,
+        and a state that cannot be written stays `changing`, which is refused the same way)."""
+        state.phase, state.failure = Phase.FAILED, failure
+        with contextlib.suppress(OSError):
+            self.store.save(state)
 
     def start_agents(self) -> dict[str, int]:
         """Start the agent of every node whose agent is not running (after a crash or a
@@ -434,7 +447,7 @@ class Lab:
             if n.collector is not None and not n.collector["running"]
         ]
         if state.phase is not Phase.UP:
-            found.insert(0, f"the lab is `{state.phase}`: a command did not finish")
+            found.insert(0, _phase_problem(state))
         pods = tuple(PodStatus(p.key, str(p.ip), p.node, p.netns) for p in plan.pods)
         spec = plan.spec
         return LabStatus(
@@ -566,8 +579,8 @@ class Lab:
         state = self._loaded()
         if state.phase is not Phase.UP:
             raise LabError(
-                f"the lab is `{state.phase}`: an earlier command did not finish, so its kernel "
-                "state is unknown; `kanal lab down`, then `kanal lab up` again"
+                f"the lab is `{state.phase}`, so its kernel state is unknown: `kanal lab down`, "
+                f"then `kanal lab up` again\n{_phase_problem(state)}"
             )
         return state
 
@@ -575,6 +588,13 @@ class Lab:
         return plan_lab(
             state.spec(), state.prefix, state.manifests(), placement=state.placement, ipam=ipam
         )
+
+
+def _phase_problem(state: LabState) -> str:
+    """Why a lab that is not `up` is not, in words."""
+    if state.phase is Phase.FAILED:
+        return f"the lab is `failed`: {state.failure or 'a command failed half-way'}"
+    return f"the lab is `{state.phase}`: a command did not finish"
 
 
 def _log_group(state: LabState) -> int | None:

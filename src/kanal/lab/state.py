@@ -14,7 +14,9 @@ Every `kanal lab` command is its own process, so everything the next command nee
   write `flows.db` beside this file: see `kanal.lab.collectors`); a state written before labs
   had collectors reads as a lab without flows;
 - `phase`: `building` while `up` runs, `up` when the lab is usable, `changing` while `apply` or
-  `delete` change the kernel (a crash leaves it there, and later changes refuse to guess).
+  `delete` change the kernel (a crash leaves it there, and later changes refuse to guess),
+  `failed` when such a change raised half-way (e.g. an agent did not apply the new revision in
+  time), with `failure` saying which command and why; later changes refuse to guess either.
 
 The file is replaced atomically (write, fsync, rename), and written before the kernel is touched:
 an address is saved before it is plumbed, a netns prefix before the first netns exists. Commands
@@ -157,6 +159,7 @@ class Phase(enum.StrEnum):
     BUILDING = "building"
     UP = "up"
     CHANGING = "changing"
+    FAILED = "failed"
 
 
 @dataclass
@@ -171,6 +174,8 @@ class LabState:
     phase: Phase = Phase.BUILDING
     flows: bool = False
     collectors: dict[str, int] = field(default_factory=dict)
+    failure: str = ""
+    """Phase `failed`: what failed, in words (empty otherwise)."""
 
     def spec(self) -> LabSpec:
         """The Lab, parsed again from its document (the defaults when there was none)."""
@@ -200,6 +205,7 @@ class LabState:
             "agents": dict(sorted(self.agents.items())),
             "flows": self.flows,
             "collectors": dict(sorted(self.collectors.items())),
+            "failure": self.failure,
         }
 
     @classmethod
@@ -221,6 +227,7 @@ class LabState:
             phase=Phase(data["phase"]),
             flows=bool(data.get("flows", False)),
             collectors={k: int(v) for k, v in data.get("collectors", {}).items()},
+            failure=str(data.get("failure", "")),
         )
 
 
