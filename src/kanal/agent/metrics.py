@@ -8,8 +8,8 @@ label values come from small fixed sets (`kind`, `stage`), never from pod or pol
 ```
 kanal_agent_sync_duration_seconds        histogram  a successful sync: render + kernel write
 kanal_agent_changes_applied_total{kind}  counter    kernel transactions: load (whole) | delta
-kanal_agent_pod_changes_total{path}      counter    pod changes by how the table follows: remote |
-                                                    local (patched) | render (from scratch)
+kanal_agent_pod_changes_total{path}      counter    pod changes while the table is current, by how
+                                                    it follows: remote | local (patched) | render
 kanal_agent_resyncs_total                counter    whole-table rewrites by resync (first sync,
                                                     periodic, after a kernel failure)
 kanal_agent_drift_repairs_total          counter    resyncs that found the table changed by others
@@ -169,8 +169,8 @@ class AgentMetrics:
             label="kind", values=("load", "delta"),
         )
         self.pod_changes = Counter(
-            f"{p}pod_changes_total", "Pod changes, by how the table follows them: patched for "
-            "a remote or a local pod, or rendered from scratch.",
+            f"{p}pod_changes_total", "Pod changes while the table is current, by how it "
+            "follows them: patched for a remote or a local pod, or rendered from scratch.",
             label="path", values=("remote", "local", "render"),
         )
         self.resyncs = Counter(f"{p}resyncs_total", "Full resyncs (rewrite the table whole).")
