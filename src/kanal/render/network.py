@@ -66,6 +66,9 @@ class TierHost(TypingProtocol):
     families: tuple[int, ...]
     catalog: SetCatalog
     problems: list[str]
+    tier_cache: dict[object, object]
+    """Per render: a policy rule's parts and a port map are computed once, not once per
+    dispatch chain that needs them (their logs and problems are recorded the first time)."""
 
     def action(
         self, tier: Tier, action: Action, *, direction: Direction
@@ -87,6 +90,15 @@ class _Part:
     spans: tuple[PortSpan, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """Everything one policy rule contributes to the tier (cached per render)."""
+
+    specific: _Part | None
+    general: tuple[Rule, ...]
+    broken: tuple[Rule, ...]
+
+
 class NetworkTier:
     """Builds the rules the dispatch chain runs for its NetworkPolicy tier (not the end)."""
 
@@ -100,22 +112,27 @@ class NetworkTier:
 
     def rules(self, policies: Sequence[CompiledPolicy], *, allowed: Rule) -> list[Rule]:
         """`allowed`: the egress check that returns once a called chain allowed."""
-        specific: list[_Part] = []
+        specific: list[tuple[object, _Part]] = []
         general: list[Rule] = []
         broken: list[Rule] = []
         for policy in policies:
             for rule in policy.rules(self.direction):
-                try:
-                    part, rest = self._split(policy, rule)
-                except UnrenderableError as exc:
-                    broken.append(self._fail_closed(policy, rule, exc))
-                    continue
-                if part is not None:
-                    specific.append(part)
-                general.extend(rest)
+                key = self._rule_key(policy, rule)
+                cached = self.host.tier_cache.get(key)
+                if cached is None:
+                    cached = self.host.tier_cache[key] = self._parts(policy, rule)
+                assert isinstance(cached, _Parts)
+                broken.extend(cached.broken)
+                if cached.specific is not None:
+                    specific.append((key, cached.specific))
+                general.extend(cached.general)
         section: list[Rule] = list(broken)
         if specific:
-            section.append(Rule(verdict=self._port_map(specific)))
+            map_key = ("map", self.direction, tuple(k for k, _ in specific))
+            vmap = self.host.tier_cache.get(map_key)
+            if vmap is None:
+                vmap = self.host.tier_cache[map_key] = self._port_map([p for _, p in specific])
+            section.append(Rule(verdict=str(vmap)))
             section.extend([allowed] if self.egress else [])
         if general:
             chain = self._chain(names.any_port_chain, general, "any port")
@@ -124,6 +141,20 @@ class NetworkTier:
         return section
 
     # -- one policy rule -> its specific part and its general rules ------------------------------
+
+    def _rule_key(self, policy: CompiledPolicy, rule: CompiledRule) -> object:
+        """What a rule's parts depend on: the protected pod's ports only for an ingress rule
+        with a named port."""
+        named = any(p.name is not None for p in rule.ports or ()) and not self.egress
+        return ("rule", policy.tier, policy.key, rule.index, self.direction,
+                self.subject_ports if named else None)
+
+    def _parts(self, policy: CompiledPolicy, rule: CompiledRule) -> _Parts:
+        try:
+            part, general = self._split(policy, rule)
+        except UnrenderableError as exc:
+            return _Parts(None, (), (self._fail_closed(policy, rule, exc),))
+        return _Parts(part, tuple(general), ())
 
     def _split(
         self, policy: CompiledPolicy, rule: CompiledRule

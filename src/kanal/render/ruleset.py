@@ -126,6 +126,7 @@ class _NodeRenderer:
         self.policy_chains: dict[tuple[Tier, str, Direction], Chain | None] = {}
         self.dispatch_chains: dict[ChainName, Chain] = {}
         self.group_verdicts: dict[tuple[int, Direction], str] = {}
+        self.tier_cache: dict[object, object] = {}
         self.log: dict[LogId, LogEntry] = {}
         self.problems: list[str] = []
         self.both_marks = options.allow_mark | options.pass_mark
