@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.strategies import EXTERNAL, PROBE_PORTS, clusters
-from kanal.engine import Outcome, PolicyEngine
+from kanal.engine import Outcome, PolicyEngine, Verdict
+from kanal.engine.wording import explain_lines
 from kanal.flows.attribute import Attributor, UnknownLogIdError, completion, same_decision
 from kanal.flows.conntrack import parse_event
 from kanal.flows.netlink import split_messages
@@ -87,6 +88,7 @@ def _check(
             assert record is not None
             decision = verdict.egress if record.direction is Direction.EGRESS else verdict.ingress
             assert same_decision(record.decision, decision.deciding), (record, verdict)
+            assert record.summary == _explained(verdict, record.direction)
             assert (record.src.describe(), record.dst.describe()) == (
                 verdict.source, verdict.destination)
             assert record.src.port == 43210 and record.dst.port == port
@@ -94,6 +96,19 @@ def _check(
             assert attributors[node].disagreements == 0
         if not accepted:
             return
+
+
+def _explained(verdict: Verdict, direction: Direction) -> str:
+    """The last step line `kanal explain` prints under `direction`'s heading."""
+    lines = explain_lines(verdict)
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(f"{direction.value.lower()} at "))
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        block.append(line.strip())
+    return block[-1]
 
 
 # -- the test cluster, by example ------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Verdicts in words: the sentences `kanal check` and `kanal explain` print, and that flow
 attribution and the web UI show, so that every consumer of a verdict words it the same way.
 
-Every `Outcome` has a sentence (tested); wording is all this module does.
+Every `Outcome` has a sentence (tested); wording is all this module does. `step_sentence` words
+one step without a whole `Verdict` (flow attribution words one step per new pod pair).
 """
 
 from __future__ import annotations
@@ -61,17 +62,27 @@ def _denial(decision: DirectionDecision, verdict: Verdict) -> str:
 
 
 def _step_sentence(step: Step, decision: DirectionDecision, *, verdict: Verdict) -> str:
-    direction = decision.direction.lower()
+    peer = verdict.destination if decision.direction is Direction.EGRESS else verdict.source
+    return step_sentence(
+        step, decision.direction, subject=decision.subject, peer=peer, probe=_probe_text(verdict)
+    )
+
+
+def step_sentence(
+    step: Step, direction: Direction, *, subject: str, peer: str, probe: str
+) -> str:
+    """The line `kanal explain` prints (unindented) for `step` of `direction`, judged at
+    `subject` for a connection with `peer` on `probe` (`80/TCP`)."""
     exempt = _EXEMPT.get(step.outcome)
     if exempt is not None:
-        return exempt.format(direction=direction, subject=decision.subject)
+        return exempt.format(direction=direction.lower(), subject=subject)
     if step.outcome is Outcome.DEFAULT_DENY:
         noun = "policy" if len(step.isolating) == 1 else "policies"
         return (
-            f"{decision.subject} is isolated for {direction} by {noun} "
-            f"{_backticked(step.isolating)}; {_no_rule_admits(decision, verdict)}"
+            f"{subject} is isolated for {direction.lower()} by {noun} "
+            f"{_backticked(step.isolating)}; {_admits_none(peer, probe)}"
         )
-    return _rule_sentence(step, decision.direction)
+    return _rule_sentence(step, direction)
 
 
 def _rule_sentence(step: Step, direction: Direction) -> str:
@@ -87,7 +98,11 @@ def _rule_sentence(step: Step, direction: Direction) -> str:
 
 def _no_rule_admits(decision: DirectionDecision, verdict: Verdict) -> str:
     peer = verdict.destination if decision.direction is Direction.EGRESS else verdict.source
-    return f"no rule admits {peer} on {_probe_text(verdict)}"
+    return _admits_none(peer, _probe_text(verdict))
+
+
+def _admits_none(peer: str, probe: str) -> str:
+    return f"no rule admits {peer} on {probe}"
 
 
 def _backticked(names: Sequence[str]) -> str:

@@ -5,7 +5,8 @@ kernel (node netns)          flows
   NFLOG group N ──────────► nflog.NflogSocket ─┐        (netlink.py: raw sockets, framing;
   ctnetlink NEW/DESTROY ──► conntrack.*       ─┤         packets.py: the five-tuple)
                                                 ▼
-                         pipeline.FlowPipeline ──attribute.Attributor (engine + log table)──►
+                         pipeline.FlowPipeline ──attribute.Attributor (log table + engine,──►
+                                                  steps.DecidingSteps: one walk per kind)
                          records.FlowRecord ──► store.FlowStore (SQLite: tables.py, filters.py)
                                                    │
                  kanal flows / stats / graph ◄─────┘  stats.py, graph.py (pure)

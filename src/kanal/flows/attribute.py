@@ -16,8 +16,10 @@ They can only disagree while the table in the kernel and the manifests the colle
 differ (a reload in flight): such a record says so in its summary and is counted in
 `disagreements`.
 
-What is cached: everything about a flow except its time and source port, per (log id,
-addresses, destination port, protocol), for one engine state (a new `Attributor` per reload).
+What is cached, for one engine state (a new `Attributor` per reload): everything about a flow
+except its time and source port, per (log id, addresses, destination port, protocol); and the
+engine's deciding step per kind of connection it cannot tell apart (`kanal.flows.steps`: per
+pod groups, not per pod pair), so a pair never seen costs a sentence, not a walk over the rules.
 """
 
 from __future__ import annotations
@@ -25,14 +27,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kanal.engine import DirectionDecision, Endpoint, PolicyEngine, Step
-from kanal.engine.evaluate import decide
-from kanal.engine.verdict import Verdict as EngineVerdict
-from kanal.engine.wording import explain_lines
+from kanal.engine import Endpoint, PolicyEngine, Step
+from kanal.engine.wording import step_sentence
 from kanal.flows.conntrack import CtEvent, idle_timeout
 from kanal.flows.nflog import LogEvent
 from kanal.flows.packets import FiveTuple, protocol_name
 from kanal.flows.records import Completion, Decision, FlowRecord, Peer, Source
+from kanal.flows.steps import DecidingSteps
 from kanal.model.objects import Direction, IPAddress, PolicyKey, Protocol
 from kanal.render.ir import LogEntry
 from kanal.render.names import LOG_PREFIX, LogId
@@ -107,9 +108,9 @@ class Attributor:
         self.log_table = log_table
         self.node = node
         self.disagreements = 0
+        self.steps = DecidingSteps(engine)
         self._templates: dict[tuple[object, ...], _Template] = {}
         self._groups: dict[object, str] = {}
-        self._verdicts: dict[tuple[object, ...], EngineVerdict] = {}
         self._peers: dict[object, Peer] = {}
 
     # -- NFLOG ---------------------------------------------------------------------------------
@@ -159,45 +160,29 @@ class Attributor:
         )
 
     def _template(self, decision: Decision, packet: FiveTuple) -> _Template:
-        src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
-        verdict = self._explain(packet, decision.direction)
-        step = None if verdict is None else _decision_of(verdict, decision.direction).deciding
+        src, dst = self.steps.endpoint(packet.src), self.steps.endpoint(packet.dst)
+        step = self._step(decision.direction, src, dst, packet)
         agrees = step is None or same_decision(decision, step)
-        summary = _summary(decision, verdict, agrees=agrees)
-        peer_text = step.peer if step is not None else None
+        sentence = None if step is None else _sentence(step, decision.direction, src, dst, packet)
         return _Template(
             src=self._peer(src, None),
             dst=self._peer(dst, packet.dport),
             decision=decision,
-            summary=summary,
-            src_group=self.group(src, peer_text),
-            dst_group=self.group(dst, peer_text),
+            summary=_summary(decision, sentence, agrees=agrees),
+            src_group=self.group(src, None if step is None else step.peer),
+            dst_group=self.group(dst, None if step is None else step.peer),
             agrees=agrees,
         )
 
-    def _explain(
-        self, packet: FiveTuple, direction: Direction | None = None
-    ) -> EngineVerdict | None:
-        """The engine's verdict on the packet's connection (None without ports: the engine
-        judges only TCP, UDP and SCTP ports). With `direction`, only that direction is judged
-        (half the cost) and the verdict holds that decision in both places: read only it."""
+    def _step(
+        self, direction: Direction, src: Endpoint, dst: Endpoint, packet: FiveTuple
+    ) -> Step | None:
+        """The engine's deciding step for the packet's connection in `direction` (None without
+        ports: the engine judges only TCP, UDP and SCTP ports)."""
         protocol = ENGINE_PROTOCOLS.get(protocol_name(packet.protocol))
         if protocol is None or packet.dport is None:
             return None
-        key = (packet.src, packet.dst, packet.dport, protocol, direction)
-        found = self._verdicts.get(key)
-        if found is None:
-            conn = self.engine.connection(packet.src, packet.dst, packet.dport, protocol)
-            if direction is None:
-                found = self.engine.judge(conn)
-            else:
-                one = decide(self.engine, direction, conn)
-                found = EngineVerdict(conn.source.describe(), conn.destination.describe(),
-                                      conn.port, conn.protocol, egress=one, ingress=one)
-            if len(self._verdicts) >= CACHE_LIMIT:
-                self._verdicts.clear()
-            self._verdicts[key] = found
-        return found
+        return self.steps.deciding(direction, src, dst, port=packet.dport, protocol=protocol)
 
     def _peer(self, endpoint: Endpoint, port: int | None) -> Peer:
         """The endpoint as a record shows it; one labels object per pod (the store encodes
@@ -263,19 +248,18 @@ class Attributor:
         direction has no dispatch entry here, so the engine must say it is allowed (not
         isolated); if it says otherwise, nothing is recorded and `disagreements` counts it."""
         packet = event.original
-        src, dst = self.engine.endpoint(packet.src), self.engine.endpoint(packet.dst)
+        src, dst = self.steps.endpoint(packet.src), self.steps.endpoint(packet.dst)
         wanted = [
             direction
             for direction, subject in ((Direction.EGRESS, src), (Direction.INGRESS, dst))
             if direction not in logged and self._is_local_pod(subject)
         ]
-        verdict = self._explain(packet) if wanted else None
-        if verdict is None:
-            return []
         time = event.start if event.start is not None else event.time
         records = []
         for direction in wanted:
-            step = _decision_of(verdict, direction).deciding
+            step = self._step(direction, src, dst, packet)
+            if step is None:
+                return []
             if not step.outcome.allows:
                 # conntrack confirmed it, so the kernel allowed it: the engine disagrees
                 # (log events lost, or a table the manifests no longer describe)
@@ -284,7 +268,7 @@ class Attributor:
             template = _Template(
                 src=self._peer(src, None), dst=self._peer(dst, packet.dport),
                 decision=decision_of_step(step, direction),
-                summary=_direction_sentence(verdict, direction),
+                summary=_sentence(step, direction, src, dst, packet),
                 src_group=self.group(src, step.peer), dst_group=self.group(dst, step.peer),
                 agrees=True,
             )
@@ -310,10 +294,6 @@ def completion(
                       packets=counters.packets)
 
 
-def _decision_of(verdict: EngineVerdict, direction: Direction) -> DirectionDecision:
-    return verdict.egress if direction is Direction.EGRESS else verdict.ingress
-
-
 def _peer(endpoint: Endpoint) -> Peer:
     pod = endpoint.pod
     ip = str(endpoint.ip) if endpoint.ip is not None else ""
@@ -323,25 +303,24 @@ def _peer(endpoint: Endpoint) -> Peer:
     return Peer(ip, None, node=node)
 
 
-def _summary(decision: Decision, verdict: EngineVerdict | None, *, agrees: bool) -> str:
-    if verdict is None:
+def _summary(decision: Decision, sentence: str | None, *, agrees: bool) -> str:
+    if sentence is None:
         return decision.describe()
-    sentence = _direction_sentence(verdict, decision.direction)
     if agrees:
         return sentence
     return (f"the kernel's rule: {decision.describe()}; the loaded manifests say: {sentence} "
             "(the table in the kernel and the collector's manifests differ)")
 
 
-def _direction_sentence(verdict: EngineVerdict, direction: Direction) -> str:
-    """`kanal explain`'s sentence for the deciding step of `direction`: the last step line
-    under its `egress at …:` / `ingress at …:` heading."""
-    heading = f"{direction.value.lower()} at "
-    lines = explain_lines(verdict)
-    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    steps = [line.strip() for line in lines[start + 1 :] if line.startswith("  ")]
-    block = len(_decision_of(verdict, direction).steps)
-    return steps[block - 1]
+def _sentence(
+    step: Step, direction: Direction, src: Endpoint, dst: Endpoint, packet: FiveTuple
+) -> str:
+    """`kanal explain`'s line for the deciding `step` of `direction` (ports known)."""
+    subject, peer = (src, dst) if direction is Direction.EGRESS else (dst, src)
+    protocol = protocol_name(packet.protocol)
+    return step_sentence(step, direction, subject=subject.describe(), peer=peer.describe(),
+                         probe=f"{packet.dport}/{protocol}")
+
 
 __all__ = [
     "Attributor",
