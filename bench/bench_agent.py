@@ -196,13 +196,13 @@ def local_group_moves(manifests: Manifests, node: str) -> list[Relabel]:
 def label_changes(
     store: SqliteStore, relabels: list[Relabel], count: int, *,
     agent: tuple[AgentSpec, int, Path], netns: str, check: int = 3,
-) -> tuple[list[float], dict[str, int]]:
+) -> tuple[list[float], dict[str, list[float]]]:
     """`count` label changes (a pod relabelled, then given its labels back) spread over
-    `relabels`; latencies of the changes the agent applied as a kernel write, and how many
-    syncs were of each kind (and reason: a delta was `patched` or `rendered`)."""
+    `relabels`; latencies of the changes the agent applied as a kernel write, and those of
+    each kind of sync (and reason: a delta was `patched` or `rendered`)."""
     spec, pid, log_path = agent
     latencies: list[float] = []
-    kinds: dict[str, int] = {}
+    kinds: dict[str, list[float]] = {}
     for i in range(count if relabels else 0):
         pod, target = relabels[(i // 2) % len(relabels)]
         ref = ObjectRef("Pod", pod.namespace, pod.name)
@@ -218,12 +218,21 @@ def label_changes(
         revision = store.update(ref, relabel).revision
         sync = applied_at(spec, pid, log_path, revision)
         kind = sync["kind"] + (f" ({sync['reason']})" if sync.get("reason") else "")
-        kinds[kind] = kinds.get(kind, 0) + 1
+        kinds.setdefault(kind, []).append(sync["at"] - start)
         if sync["kind"] != "unchanged":
             latencies.append(sync["at"] - start)
             if i < check:
                 assert _listing(netns) != before, f"the kernel did not change for {pod.key}"
     return latencies, kinds
+
+
+def by_kind(kinds: dict[str, list[float]]) -> str:
+    """`kind: n× p50 … p99 …` per kind of sync, for a metric's note."""
+    return "; ".join(
+        f"{kind}: {len(samples)}× p50 {_ms(statistics.median(samples))} "
+        f"p99 {_ms(percentile(samples, 0.99))}"
+        for kind, samples in sorted(kinds.items())
+    )
 
 
 def _listing(netns: str) -> str:
@@ -294,8 +303,7 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
             policy_s, policy_kinds = policy_changes(
                 store, local[0], args.scale_policies, agent=(agent, pid, log_path))
             rss, peak = rss_mib(pid)
-            log(f"scale: syncs remote {remote_kinds}, local {local_kinds}, local moves "
-                f"{move_kinds}; RSS {rss:.0f} MiB, peak {peak:.0f} MiB")
+            log(f"scale: RSS {rss:.0f} MiB, peak {peak:.0f} MiB")
         finally:
             process.stop(process.owned_by(store.path))
             store.close()
@@ -306,13 +314,13 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
                f"{stats['set_elements']:,} set elements", [start_s]),
         Metric("label change → kernel updated (pod on another node)",
                f"{size}: set-element delta, no re-render", remote_s, target=0.020,
-               note=f"sync kinds {remote_kinds}"),
+               note=by_kind(remote_kinds)),
         Metric("label change → kernel updated (pod on this node, `app` removed/restored)",
                f"{size}: patched when the node keeps its chains, else re-render + load",
-               local_s, target=0.020, note=f"sync kinds {local_kinds}"),
+               local_s, target=0.020, note=by_kind(local_kinds)),
         Metric("label change → kernel updated (pod on this node, into another local group)",
                f"{size}: set + verdict-map element patch, no re-render", move_s, target=0.020,
-               note=f"sync kinds {move_kinds}"),
+               note=by_kind(move_kinds)),
         Metric("policy created → kernel updated (no packets)",
                f"{size}: a policy selecting a pod of this node, re-render + whole load",
                policy_s, note=f"sync kinds {policy_kinds}"),
