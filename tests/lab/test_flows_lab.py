@@ -2,7 +2,9 @@
 kernel, and `kanal flows -o json` / `kanal stats -o json` (through the CLI entry point, on the
 lab's default database) attribute every attempt with pod names on both ends: denied ones to the
 default deny of the isolating policies, allowed ones to the admitting rule, with bytes once the
-connection ended. Collectors are reported, restarted when dead, and stopped by `down`.
+connection ended. Collectors are reported, restarted when dead, and stopped by `down`. An
+AlertRule on y's denied flows fires once past its threshold (`kanal alerts -o json`), is
+throttled, and its quarantine label makes an AdminNetworkPolicy isolate the pod.
 
 Layout (nodeName fixed, host-gw): node-1: x/web, y/other    node-2: y/client
 x/default-deny isolates every pod of x for ingress; x/allow-client admits y's app=client
@@ -24,10 +26,12 @@ import pytest
 from kanal.agent.process import alive
 from kanal.cli.main import main
 from kanal.dataplane.netns import list_netns
+from kanal.lab.enforce import open_store
 from kanal.model.objects import Protocol
+from kanal.store.api import ObjectRef
 
 from .docs import lab, namespace, pod, policy, write
-from .running import Running, running_lab
+from .running import Running, allowed, running_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -232,3 +236,82 @@ def test_no_flows_runs_no_collector_and_kanal_flows_says_so(
         code, out, _ = run(capsys, "lab", "down")
     assert (code, out) == (0, "removed 6 network namespaces and stopped 4 processes\n")
     assert list_netns(netns_prefix) == [] and not state.exists()
+
+
+QUARANTINE_ANP = {
+    "apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+    "metadata": {"name": "quarantine"},
+    "spec": {
+        "priority": 1,
+        "subject": {"pods": {"namespaceSelector": {},
+                             "podSelector": {"matchLabels": {"kanal.io/quarantine": "true"}}}},
+        "ingress": [{"name": "in", "action": "Deny", "from": [{"namespaces": {}}]}],
+        "egress": [{"name": "out", "action": "Deny", "to": [{"namespaces": {}}]}],
+    },
+}
+DENIED_BURST = {
+    "apiVersion": "kanal.io/v1alpha1", "kind": "AlertRule",
+    "metadata": {"name": "denied-burst"},
+    "spec": {"metric": "DeniedFlows", "scope": {"namespace": "y"}, "groupBy": "Source",
+             "period": "60s", "threshold": 2, "throttle": "5m", "actions": [{"quarantine": {}}]},
+}
+
+
+def alerts_json(capsys: Capsys) -> list[dict[str, Any]]:
+    """`kanal alerts -o json` on the lab's default database."""
+    code, out, err = run(capsys, "alerts", "-o", "json")
+    assert (code, err) == (0, "")
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def denied_from_other(capsys: Capsys) -> int:
+    return sum(1 for r in flows_json(capsys)
+               if r["verdict"] == "denied" and ends(r)[0] == "y/other")
+
+
+def test_an_alert_fires_once_past_its_threshold_is_throttled_and_quarantine_isolates_the_pod(
+    netns_prefix: str, tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KANAL_LAB_DIR", str(tmp_path / "state"))
+    docs = [*DOCS, QUARANTINE_ANP, DENIED_BURST]
+    with running_lab(netns_prefix, tmp_path, docs, flows=True) as running:
+        def other_reaches_client() -> bool | None:
+            """Measured only: the store may hold the label a moment before the kernel does."""
+            report = running.probe([(80, TCP)], sources=["y/other"], destinations=["y/client"])
+            return allowed(report, "y/other", "y/client")
+
+        def deny_burst(count: int) -> None:
+            """`count` connections from y/other that x/web's default deny drops (or, once
+            y/other is quarantined, its own egress rule), each recorded before the next."""
+            for _ in range(count):
+                before = denied_from_other(capsys)
+                running.agreeing_probe([(81, TCP)], sources=["y/other"],
+                                       destinations=["x/web"])
+                wait_for(lambda b=before: denied_from_other(capsys) > b, "the denied record")
+
+        assert other_reaches_client() is True
+        deny_burst(2)
+        assert alerts_json(capsys) == []  # 2 is the threshold, not past it
+        deny_burst(1)
+        [alert] = wait_for(lambda: alerts_json(capsys), "the alert")
+        assert (alert["rule"], alert["key"], alert["pod"]) == (
+            "denied-burst", "y/other", {"namespace": "y", "name": "other"})
+        assert (alert["metric"], alert["value"], alert["threshold"]) == ("DeniedFlows", 3, 2)
+        assert alert["node"] == "node-1"
+        assert any(a.startswith("quarantined y/other: labelled kanal.io/quarantine=true")
+                   for a in alert["actions"]), alert["actions"]
+
+        # The agents enforce the label the collector wrote: the ANP now isolates y/other.
+        with open_store(running.state_dir) as store:
+            stored = store.get(ObjectRef("Pod", "y", "other"))
+            assert stored is not None
+            assert stored.doc["metadata"]["labels"]["kanal.io/quarantine"] == "true"
+        wait_for(lambda: other_reaches_client() is False, "y/other isolated")
+        running.agreeing_probe([(80, TCP)], sources=["y/other"], destinations=["y/client"])
+
+        deny_burst(3)  # past the threshold again, within the 5 minute throttle
+        assert [a["rule"] for a in alerts_json(capsys)] == ["denied-burst"]
+        quarantined = [r for r in flows_json(capsys) if ends(r)[0] == "y/other"
+                       and r.get("policy", {}).get("name") == "quarantine"]
+        assert {(r["direction"], r["verdict"], r["policy"]["tier"]) for r in quarantined} == {
+            ("egress", "denied", "AdminNetworkPolicy")}
