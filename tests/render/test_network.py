@@ -64,7 +64,7 @@ def _port_map(ruleset: Ruleset, chain_prefix: str) -> str:
     return vmap
 
 
-def test_a_rule_on_two_ports_is_one_chain_behind_two_map_entries() -> None:
+def test_a_policy_on_two_ports_is_one_class_chain_behind_two_map_entries() -> None:
     m = cluster(namespace("x"), namespace("y"), pod("x", "web", "10.244.1.2", app="web"),
                 allow_from("x", "web", subject=sel(app="web"), peers=[pods_in("y")],
                            ports=[tcp(80), tcp(443)]))
@@ -73,7 +73,28 @@ def test_a_rule_on_two_ports_is_one_chain_behind_two_map_entries() -> None:
     (target,) = {e.split(" : jump ")[1] for e in vmap.split("{ ")[1].rstrip(" }").split(", ")}
     entries = f"tcp . 80 : jump {target}, tcp . 443 : jump {target}"
     assert vmap == f"meta l4proto . th dport vmap {{ {entries} }}"
-    assert [c.name for c in ruleset.chains if c.name.startswith("np")] == [target]
+    chains = {c.name: c for c in ruleset.chains if c.name.startswith("np")}
+    assert sorted(chains) == ["np_x_web_in", target]
+    assert [r.verdict for r in chains[target].rules] == ["jump np_x_web_in"]
+
+
+def test_a_class_chain_jumps_every_covering_policy_in_order_egress_only_while_none_allowed(
+) -> None:
+    def out(name: str, *ports: PolicyPort) -> NetworkPolicy:
+        return NetworkPolicy("x", name, sel(app="web"), frozenset({Direction.EGRESS}),
+                             egress=(PolicyRule((pods_in("y"),), ports),))
+
+    m = cluster(namespace("x"), namespace("y"), pod("x", "web", "10.244.1.2", app="web"),
+                out("a", tcp(80, 90)), out("b", tcp(85)), out("c", tcp(443)))
+    ruleset = render_node(engine_of(m), "n1")
+    chains = {c.name: c for c in ruleset.chains}
+    vmap = _port_map(ruleset, "egress_")
+    targets = dict(e.split(" : jump ") for e in vmap.split("{ ")[1].rstrip(" }").split(", "))
+    assert list(targets) == ["tcp . 80-84", "tcp . 85", "tcp . 86-90", "tcp . 443"]
+    assert targets["tcp . 80-84"] == targets["tcp . 86-90"]
+    both = chains[targets["tcp . 85"]].rules
+    assert [(r.matches, r.verdict) for r in both] == [
+        ((), "jump np_x_a_eg"), (("meta mark & 0x10000 == 0",), "jump np_x_b_eg")]
 
 
 def test_ingress_named_ports_resolve_at_the_protected_pod_so_groups_get_their_own_numbers() -> None:
@@ -93,8 +114,9 @@ def test_ingress_named_ports_resolve_at_the_protected_pod_so_groups_get_their_ow
     assert "tcp . 8080 : jump npport_in_" in old.rules[0].verdict
     assert "tcp . 9090 : jump npport_in_" in new.rules[0].verdict
     assert [r.verdict for r in none.rules] == ["drop"]  # it has no `http`: only default deny
-    assert not any("@port_http" in r for c in ruleset.chains for rule in c.rules
-                   for r in rule.matches)
+    (policy,) = [c for c in ruleset.chains if c.name == "np_x_web_in"]  # one for both groups
+    assert policy.rules[0].matches == (
+        "meta l4proto tcp", "ip daddr . meta l4proto . th dport @port_http_v4")
 
 
 def test_egress_named_ports_belong_to_the_peer_and_stay_general_with_their_set_match() -> None:
@@ -106,10 +128,9 @@ def test_egress_named_ports_belong_to_the_peer_and_stay_general_with_their_set_m
                     ports=[ContainerPort(9102, TCP, "metrics")]), policy)
     ruleset = render_node(engine_of(m), "n1")
     chains = {c.name: c for c in ruleset.chains}
-    (general,) = [c for n, c in chains.items() if n.startswith("npany_eg_")]
-    (specific,) = [c for n, c in chains.items() if n.startswith("npport_eg_")]
+    general, specific = chains["np_x_out_eg_any"], chains["np_x_out_eg"]
     assert any("@port_metrics_v4" in match for match in general.rules[0].matches)
-    assert not any("dport" in match for match in specific.rules[0].matches)
+    assert specific.rules[0].matches[1:] == ("tcp dport 80",)
     assert general.rules[0].log == specific.rules[0].log  # one rule, two parts, one identity
 
 

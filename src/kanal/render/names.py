@@ -94,7 +94,7 @@ def port_list_set(readable: str) -> SetName:
 
 
 def policy_chain(tier_prefix: str, key: str, direction: Direction) -> ChainName:
-    """`anp_<name>_eg`, `banp_default_in`: one chain per admin or baseline policy per
+    """`np_<ns>_<name>_in`, `anp_<name>_eg`, `banp_default_in`: one chain per policy per
     direction, named after the policy so a listing reads like the manifests."""
     return ChainName(ident(tier_prefix, *key.split("/"), SHORT_DIRECTION[direction]))
 
@@ -111,10 +111,12 @@ def log_id(identity: str) -> LogId:
 
 
 def port_class_chain(direction: Direction, signature: str) -> ChainName:
-    """The NetworkPolicy rules of one (protocol, port) class, shared by identical content."""
+    """The NetworkPolicy chains one (protocol, port) class jumps to, shared by identical
+    content."""
     return ChainName(f"npport_{SHORT_DIRECTION[direction]}_{short_hash(signature)}")
 
 
-def any_port_chain(direction: Direction, signature: str) -> ChainName:
-    """The NetworkPolicy rules every NEW packet meets whatever its port."""
-    return ChainName(f"npany_{SHORT_DIRECTION[direction]}_{short_hash(signature)}")
+def policy_any_chain(tier_prefix: str, key: str, direction: Direction) -> ChainName:
+    """`np_<ns>_<name>_in_any`: a NetworkPolicy's rules that allow any port (or an egress named
+    port), met by every NEW packet of the pods it selects, whatever the port."""
+    return ChainName(ident(tier_prefix, *key.split("/"), SHORT_DIRECTION[direction], "any"))

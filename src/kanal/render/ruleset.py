@@ -19,9 +19,9 @@ egress_<h> (jumped: `return` = this direction allows, ingress still to check)
   mark & P == 0 jump anp_<b>_eg        a Pass skips the remaining ANPs
   mark & A != 0 return
   ┌ isolated (some NetworkPolicy selects the group for egress):
-  │ meta l4proto . th dport vmap {…}   port class -> jump npport_eg_<h>  (kanal.render.network)
-  │ mark & A != 0 return                 any rule allows: set A, return
-  │ jump npany_eg_<h>                  rules for any port
+  │ meta l4proto . th dport vmap {…}   port class -> npport_eg_<h> -> jump np_<ns>_<name>_eg
+  │ mark & A != 0 return                 any rule allows: set A, return (kanal.render.network)
+  │ jump np_<ns>_<name>_eg_any         policies with rules for any port
   │ mark & A != 0 return
   │ drop                               default deny
   └ not isolated:
@@ -34,13 +34,12 @@ ingress_<h> (reached by goto: it always ends in a verdict)
   so only the Pass bit P is needed; the end is `drop` (isolated) or `accept`.
 ```
 
-Admin and baseline policy chains (one per policy per direction, shared by every dispatch chain
-that uses it) do not depend on the pod they protect: peers are set lookups and named ports are
-matched as `daddr . proto . dport` in a set of the pods declaring that name, so they hold for any
-subject. The NetworkPolicy tier is laid out per dispatch chain by port class instead (its
-chains are content-named, so dispatch chains with the same rules share them). Chains and rules
-therefore grow with policies and distinct policy lists, never with pods; only set and map
-elements grow with pods.
+Policy chains (one per policy per direction, shared by every dispatch chain that uses it; a
+NetworkPolicy's rules that allow any port have a second one) do not depend on the pod they
+protect: peers are set lookups and named ports are matched as `daddr . proto . dport` in a set
+of the pods declaring that name, so they hold for any subject. Only a dispatch chain's port map
+and class chains depend on its group (ingress named ports). Chains and rules therefore grow with
+policies and distinct policy lists, never with pods; only set and map elements grow with pods.
 
 The two mark bits (`RenderOptions.allow_mark`, `pass_mark`) are owned by Kanal in the forward
 hook: every dispatch chain that reads them clears them first. Denied packets are dropped, never
@@ -203,7 +202,8 @@ class _NodeRenderer:
         isolated = bool(policies.network)
         builder = _DispatchBuilder(self, direction)
         network = (
-            NetworkTier(self, direction, ports).rules(policies.network, allowed=builder.allowed)
+            NetworkTier(self, direction, ports, allow_mark=self.options.allow_mark)
+            .rules(policies.network, allowed=builder.allowed)
             if isolated else []
         )
         baseline = None
