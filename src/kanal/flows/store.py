@@ -34,6 +34,7 @@ from kanal.flows.stats import FlowTotals
 from kanal.flows.tables import FlowStoreError
 
 FLOWS_FILE = "flows.db"
+STRING_CACHE_LIMIT = 200_000
 
 CounterKey = tuple[str, str]
 """(name, labels as canonical JSON)."""
@@ -89,7 +90,7 @@ class FlowStore:
         self._string_ids: dict[str, int] = {}
         self._strings: dict[int, str] = {}
         self._decision_ids: dict[str, int] = {}
-        self._labels_ids: dict[int, tuple[Mapping[str, str], int]] = {}
+        self._labels_texts: dict[int, tuple[Mapping[str, str], str]] = {}
         self._decisions: dict[int, Decision] = {}
 
     def close(self) -> None:
@@ -103,13 +104,16 @@ class FlowStore:
         if not records:
             return []
         with tables.transaction(self._db, self.path):
-            rows = [self._row(r, self._decision_id(r.decision)) for r in records]
+            summaries = [tables.summary_pattern(r) for r in records]
+            self._intern(records, summaries)
+            rows = [self._row(r, self._decision_id(r.decision), summary)
+                    for r, summary in zip(records, summaries, strict=True)]
             self._db.executemany(tables.INSERT_FLOW, rows)
             last = self._db.execute("SELECT max(id) FROM flows").fetchone()[0]
             self._add(record_counters(records))
         return list(range(last - len(records) + 1, last + 1))
 
-    def _row(self, record: FlowRecord, decision: int) -> tuple[object, ...]:
+    def _row(self, record: FlowRecord, decision: int, summary: str) -> tuple[object, ...]:
         src, dst, done = record.src, record.dst, record.completion
         return (
             None, record.time, self._string_id(record.node), decision,
@@ -117,25 +121,26 @@ class FlowStore:
             record.protocol,
             src.ip, src.port, src.namespace, src.pod, src.node, self._labels_id(src),
             dst.ip, dst.port, dst.namespace, dst.pod, dst.node, self._labels_id(dst),
-            self._string_id(record.summary), self._string_id(record.src_group),
+            self._string_id(summary), self._string_id(record.src_group),
             self._string_id(record.dst_group),
             None if done is None else done.end, None if done is None else done.duration,
             None if done is None else done.bytes, None if done is None else done.packets,
         )
 
     def _labels_id(self, peer: Peer) -> int | None:
-        """The interned labels of a pod: attribution shares one labels object among the
-        records of a pod, so it is encoded once per object (kept alive by the cache)."""
-        if peer.pod is None:
-            return None
-        cached = self._labels_ids.get(id(peer.labels))
-        if cached is not None and cached[0] is peer.labels:
+        return None if peer.pod is None else self._string_id(self._labels_text(peer.labels))
+
+    def _labels_text(self, labels: Mapping[str, str]) -> str:
+        """A pod's labels as stored: attribution shares one labels object among the records
+        of a pod, so it is encoded once per object (kept alive by the cache)."""
+        cached = self._labels_texts.get(id(labels))
+        if cached is not None and cached[0] is labels:
             return cached[1]
-        found = self._string_id(tables.labels_text(peer.labels))
-        if len(self._labels_ids) >= 100_000:
-            self._labels_ids.clear()
-        self._labels_ids[id(peer.labels)] = (peer.labels, found)
-        return found
+        text = tables.labels_text(labels)
+        if len(self._labels_texts) >= 100_000:
+            self._labels_texts.clear()
+        self._labels_texts[id(labels)] = (labels, text)
+        return text
 
     def complete(self, finished: Sequence[tuple[FlowRecord, Completion]]) -> None:
         """Record how stored flows (`record.id` set) ended, and count their bytes."""
@@ -189,6 +194,38 @@ class FlowStore:
             )
 
     # -- interning (inside a write transaction) ----------------------------------------------------
+
+    def _intern(self, records: Sequence[FlowRecord], summaries: Iterable[str]) -> None:
+        """Intern every text of `records` with a few statements, not two per new text (every
+        pod pair a default deny names is a new sentence): read the ones another writer
+        stored, then insert the rest with ids from the table's largest (this transaction holds
+        the write lock, so nobody else takes them)."""
+        known = self._string_ids
+        if len(known) >= STRING_CACHE_LIMIT:  # a writer's memory stays bounded; the table
+            known.clear()                     # still has them all
+            self._strings.clear()
+        texts = {text for r in records for text in (r.node, r.src_group, r.dst_group)
+                 if text not in known}
+        texts.update(summaries)
+        texts.update(self._labels_text(peer.labels) for r in records for peer in (r.src, r.dst)
+                     if peer.pod is not None)
+        missing = sorted(texts - known.keys())
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT id, text FROM strings WHERE text IN ({', '.join('?' * len(chunk))})",
+                chunk)
+            for ident, text in rows:
+                known[text] = ident
+                self._strings[ident] = text
+        new = [text for text in missing if text not in known]
+        if new:
+            last = self._db.execute("SELECT coalesce(max(id), 0) FROM strings").fetchone()[0]
+            self._db.executemany("INSERT INTO strings (id, text) VALUES (?, ?)",
+                                 enumerate(new, start=last + 1))
+            for ident, text in enumerate(new, start=last + 1):
+                known[text] = ident
+                self._strings[ident] = text
 
     def _string_id(self, text: str) -> int:
         found = self._string_ids.get(text)

@@ -6,8 +6,9 @@ flows      id INTEGER PRIMARY KEY          one row per record, in arrival order 
            decision -> decisions.id         the rule (or default) that decided
            allowed, source (0 nflog, 1 conntrack), protocol
            src_/dst_ ip, port, ns, pod, node; src_/dst_labels -> strings
-           summary, src_group, dst_group -> strings
-           end_time, duration, bytes, packets    NULL until conntrack says the connection ended
+           summary, src_group, dst_group -> strings   (summary with its endpoints as tokens:
+           end_time, duration, bytes, packets          see `summary_pattern`)
+                                           NULL until conntrack says the connection ended
 decisions  id, key UNIQUE (the log id, or the decision's text for conntrack records),
            direction, outcome, tier, policy, rule_index, rule_name, isolating (JSON), fail_closed
 strings    id, text UNIQUE                 interned texts repeated by many rows (labels as JSON,
@@ -17,7 +18,8 @@ counters   name, labels (JSON), value      cumulative since the store was create
 rules      tier, policy, direction, rule_index, rule_name, action: every rule the collectors'
            engines know (for "never hit"); node_logs: the log ids each node's table holds
 meta       key, value                      e.g. `pruned`: rows dropped by retention so far
-PRAGMA user_version = 1
+PRAGMA user_version = 2  (format 1 differs only in storing summaries literally, which format 2
+                         reads the same: a format 1 file is upgraded when opened)
 ```
 
 WAL journal, `synchronous=NORMAL`, a busy timeout (one collector per node writes the same file)
@@ -38,7 +40,8 @@ from kanal.flows.records import Completion, Decision, FlowRecord, Peer, Source
 from kanal.model.objects import Direction, PolicyKey
 from kanal.store.api import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 SCHEMA = """
 CREATE TABLE strings (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
@@ -115,6 +118,8 @@ def _initialize(db: sqlite3.Connection, path: Path) -> None:
         if version == 0 and objects == 0:
             for statement in SCHEMA.split(";\n"):
                 db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version in READABLE_VERSIONS and version != SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version != SCHEMA_VERSION:
             raise FlowStoreError(
@@ -206,6 +211,48 @@ def labels_text(labels: dict[str, str] | Any) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
+_TOKENS = _SRC, _DST, _PROBE = ("\0s\1", "\0d\1", "\0p\1")
+"""Source, destination, probe. No value holds a control character, so every `\0?\1` in a
+pattern is a token that was placed (its only NUL is its first character)."""
+
+
+def _token_values(src: Peer, dst: Peer, protocol: str) -> tuple[str, str, str]:
+    probe = "" if dst.port is None else f"{dst.port}/{protocol}"
+    return src.describe(), dst.describe(), probe
+
+
+def summary_pattern(record: FlowRecord) -> str:
+    """The record's summary with every occurrence of its source and destination (`ns/pod` or
+    address) and probe (`80/TCP`) replaced by tokens: a default deny's sentence names both
+    pods, so stored literally it would be a new string for every pod pair (a string per
+    denied record at worst, and never pruned); as a pattern it is one per decision and port.
+
+    `summary_text` inverts it exactly (tested): values with no control character (others are
+    left alone) never overlap the tokens already placed, so each token marks exactly where its
+    value was. (Control characters in a summary are stored as U+FFFD.)"""
+    pattern = record.summary
+    if "\0" in pattern or "\1" in pattern:
+        pattern = pattern.replace("\0", "\ufffd").replace("\1", "\ufffd")
+    src, dst = record.src, record.dst
+    for token, value in (
+        (_SRC, src.ip if src.pod is None else f"{src.namespace}/{src.pod}"),
+        (_DST, dst.ip if dst.pod is None else f"{dst.namespace}/{dst.pod}"),
+        (_PROBE, "" if dst.port is None else f"{dst.port}/{record.protocol}"),
+    ):
+        if len(value) > 1 and value in pattern and value.isprintable():
+            pattern = pattern.replace(value, token)
+    return pattern
+
+
+def summary_text(pattern: str, src: Peer, dst: Peer, protocol: str) -> str:
+    if "\0" not in pattern:
+        return pattern
+    values = _token_values(src, dst, protocol)
+    for token, value in reversed(tuple(zip(_TOKENS, values, strict=True))):
+        pattern = pattern.replace(token, value)
+    return pattern
+
+
 def record_from_row(
     row: Sequence[Any], *, decisions: dict[int, Decision], strings: dict[int, str]
 ) -> FlowRecord:
@@ -214,14 +261,15 @@ def record_from_row(
     done = None
     if end_time is not None:
         done = Completion(end_time, duration, nbytes, packets)
+    src, dst = _peer(row[7:13], strings), _peer(row[13:19], strings)
     return FlowRecord(
         time=time,
         node=strings[node],
         protocol=protocol,
-        src=_peer(row[7:13], strings),
-        dst=_peer(row[13:19], strings),
+        src=src,
+        dst=dst,
         decision=decisions[decision],
-        summary=strings[summary],
+        summary=summary_text(strings[summary], src, dst, protocol),
         source=SOURCES[source],
         src_group=strings[src_group],
         dst_group=strings[dst_group],
@@ -246,5 +294,7 @@ __all__ = [
     "decision_key",
     "decision_row",
     "record_from_row",
+    "summary_pattern",
+    "summary_text",
     "transaction",
 ]
