@@ -20,7 +20,7 @@ from kanal.render import RenderOptions, Ruleset, render_node, table_text
 from .builders import Doc, anp, namespace, netpol, node, peer, pod, select
 from .fakes import FakeKernel, MemoryStore, key_of, table_state
 
-OPTIONS = RenderOptions(vxlan_port=None, log_group=7)
+OPTIONS = RenderOptions(vxlan_port=None, log_group=7, pod_interfaces="cali")
 LOCAL = "n1"
 DNS_HTTP = ((53, "UDP", "dns"), (80, "TCP", "http"))
 HTTP = ((80, "TCP", "http"),)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from kanal.cli.main import main
 from kanal.errors import LabError
 from kanal.lab import enforce
 from kanal.lab.enforce import open_store
+from kanal.lab.prober import Probe, probe_many
 from kanal.model.objects import Protocol
 
 from .docs import deny_ingress, lab, namespace, pod, policy
@@ -74,6 +76,27 @@ def test_kanal_label_and_apply_on_the_lab_store_are_enforced_and_predicted(
         _wait_for_every_agent(running.lab)
         report = running.agreeing_probe([(80, TCP)], destinations=["y/a"])
         assert allowed(report, "x/a", "y/a") is False
+
+
+def test_a_wired_pod_its_agents_do_not_know_is_cut_off_by_its_node(
+    netns_prefix: str, tmp_path: Path
+) -> None:
+    """`kanal delete pod` on the lab's store leaves the pod wired (as a pod whose agent has not
+    seen it yet): its node's pod guard drops what it sends and what is sent to it, same node
+    and across nodes, while no policy isolates anyone."""
+    with running_lab(netns_prefix, tmp_path, FOUR) as running:
+        pods = {key: running.pod(key) for key in ("x/a", "y/a", "x/b")}
+
+        def connects(source: str, destination: str) -> bool:
+            probe = Probe(pods[source].netns, ip_address(pods[destination].ip), 80, TCP)
+            return probe_many([probe], timeout_s=0.5)[0].connected
+
+        pairs = [("x/b", "x/a"), ("x/a", "y/a"), ("y/a", "x/a"), ("x/b", "y/a")]
+        assert [connects(*pair) for pair in pairs] == [True, True, True, True]
+        store = str(running.state_dir / "store.db")
+        assert main(["delete", "pod", "x/a", "--store", store]) == 0
+        _wait_for_every_agent(running.lab)
+        assert [connects(*pair) for pair in pairs] == [False, False, False, True]
 
 
 def test_a_dead_agent_is_reported_and_restarted_by_the_next_change(

@@ -107,7 +107,7 @@ def exclusive(change: PodChange, *, book: AddressBook, families_before: tuple[in
     return not book.shared(new_ips) and not book.still_claimed(gone)
 
 
-def _address_key(element: str) -> int:
+def address_key(element: str) -> int:
     return int(ipaddress.ip_address(element))
 
 
@@ -128,7 +128,7 @@ class SetPatcher:
         position = {s.name: i for i, s in enumerate(ruleset.sets)}
         edits: dict[SetName, tuple[Key, list[str], list[str]]] = {}
         for name, gone, came in self._selector_edits(change, position):
-            edits.setdefault(name, (_address_key, [], []))
+            edits.setdefault(name, (address_key, [], []))
             edits[name][1].extend(gone)
             edits[name][2].extend(came)
         for name, gone, came in _named_port_edits(change, position):
@@ -137,7 +137,7 @@ class SetPatcher:
         changed: set[SetName] = set()
         for name, (key, gone, came) in edits.items():
             before = sets[position[name]]
-            after = _edited(before, gone, came, key)
+            after = edited_set(before, gone, came, key)
             if after is None:
                 return None
             if after.elements != before.elements:
@@ -195,7 +195,7 @@ def _port_entries(pod: Pod | None, port_name: str, family: int) -> list[str]:
     return found
 
 
-def _edited(
+def edited_set(
     named: NamedSet, gone: list[str], came: list[str], key: Key
 ) -> NamedSet | None:
     """`named` without `gone` and with `came`, in canonical order; None if `gone` is not all
@@ -219,4 +219,4 @@ def _edited(
     return replace(named, elements=tuple(elements))
 
 
-__all__ = ["AddressBook", "SetPatcher", "eligible", "exclusive"]
+__all__ = ["AddressBook", "SetPatcher", "address_key", "edited_set", "eligible", "exclusive"]

@@ -40,13 +40,14 @@ from dataclasses import replace
 
 from kanal.engine import PolicyEngine
 from kanal.model.objects import Direction, Pod, PodKey
-from kanal.render import RenderOptions, Ruleset, VerdictMap
+from kanal.render import RenderOptions, Ruleset, VerdictMap, names
+from kanal.render.guard import guard_elements
 from kanal.render.names import SetName
 from kanal.render.partial import DIRECTIONS, Dispatch, pod_fragment
 from kanal.render.ruleset import map_name
 
 from .feed import PodChange
-from .incremental import SetPatcher
+from .incremental import SetPatcher, address_key, edited_set
 
 Entry = tuple[str, str]
 """A verdict-map element: (address text, verdict)."""
@@ -90,6 +91,12 @@ class LocalPatcher:
             self.why_not = "the sets do not hold the pod's old entries"
             return None
         ruleset, changed = patched
+        if self.options.pod_interfaces is not None:
+            guarded = _guard_edits(ruleset, change, node=self.node)
+            if guarded is None:
+                self.why_not = "the local pod sets do not hold the pod's old addresses"
+                return None
+            ruleset, changed = guarded[0], changed | guarded[1]
         maps = _map_edits(ruleset, change, before, after)
         if maps is None:
             self.why_not = "the verdict maps do not hold the pod's old entries"
@@ -146,6 +153,31 @@ class LocalPatcher:
             del self._dispatch[change.old.key]
         if after is not None and change.new is not None:
             self._dispatch[change.new.key] = after
+
+
+def _guard_edits(
+    ruleset: Ruleset, change: PodChange, *, node: str
+) -> tuple[Ruleset, set[SetName]] | None:
+    """The local pod sets (`kanal.render.guard`) without the pod's old local addresses and with
+    its new ones; None if a set is missing or does not hold what it must."""
+    sets = list(ruleset.sets)
+    position = {s.name: i for i, s in enumerate(sets)}
+    old, new = (p if p is not None and p.node_name == node else None
+                for p in (change.old, change.new))
+    changed: set[SetName] = set()
+    for family in ruleset.families:
+        name = names.local_pods_set(family)
+        if name not in position:
+            return None
+        before = sets[position[name]]
+        after = edited_set(before, list(guard_elements([old] if old else [], family)),
+                           list(guard_elements([new] if new else [], family)), address_key)
+        if after is None:
+            return None
+        if after is not before:
+            sets[position[name]] = after
+            changed.add(name)
+    return replace(ruleset, sets=tuple(sets)), changed
 
 
 def _map_edits(

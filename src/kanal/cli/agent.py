@@ -30,6 +30,7 @@ HTTP on 127.0.0.1:PORT inside --netns (the node's loopback): /healthz, /readyz, 
 EPILOG = """\
 examples:
   kanal agent --node node-a --netns kl-demo-n-node-a --store /var/lib/kanal/lab/store.db
+  kanal agent --node node-a --pod-interfaces cali     # unknown pods on cali* veths: dropped
   ip netns exec kl-demo-n-node-a curl -s 127.0.0.1:9099/metrics
 
 exit status: 0 stopped by a signal, 2 bad options or no such store
@@ -62,6 +63,11 @@ def register(subparsers: Any) -> None:
                         help="VXLAN underlay port exempted from conntrack; 0: none (host-gw)")
     parser.add_argument("--log-group", type=_port, default=None, metavar="N",
                         help="NFLOG group for verdict logging (default: off)")
+    parser.add_argument(
+        "--pod-interfaces", type=_interface_prefix, default=None, metavar="PREFIX",
+        help="name prefix of the host side of pod interfaces (e.g. cali): their packets from "
+             "or to an address of no pod this agent knows are dropped (default: no such check)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every sync")
     parser.set_defaults(run=agent_command)
 
@@ -71,6 +77,16 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
     return value
+
+
+def _interface_prefix(text: str) -> str:
+    from kanal.render.guard import check_prefix  # noqa: PLC0415
+
+    try:
+        check_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -98,7 +114,8 @@ def agent_command(args: argparse.Namespace, term: Terminal) -> int:
         netns=args.netns,
         **({"port": args.port} if args.port is not None else {}),
         runner=RunnerConfig(min_interval=args.min_interval, max_interval=args.resync_interval),
-        options=RenderOptions(log_group=args.log_group, vxlan_port=args.vxlan_port or None),
+        options=RenderOptions(log_group=args.log_group, vxlan_port=args.vxlan_port or None,
+                              pod_interfaces=args.pod_interfaces),
     )
     run(config, threading.Event())
     return 0

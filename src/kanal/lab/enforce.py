@@ -38,7 +38,7 @@ from kanal.agent.client import status as agent_status
 from kanal.agent.http import DEFAULT_PORT
 from kanal.agent.process import AgentSpec, AgentStartError
 from kanal.errors import DataplaneError, LabError
-from kanal.lab.plan import LabPlan
+from kanal.lab.plan import HOST_IFNAME_PREFIX, LabPlan
 from kanal.lab.state import Document
 from kanal.model.lab import Backend
 from kanal.model.objects import Node
@@ -145,7 +145,8 @@ class AgentFleet:
         vxlan = "4789" if plan.spec.backend is Backend.VXLAN else "0"
         logging = ("--log-group", str(log_group)) if log_group is not None else ()
         return AgentSpec(node, self.store_path, plan.node(node).netns, self.port,
-                         extra=("--vxlan-port", vxlan, *logging))
+                         extra=("--vxlan-port", vxlan, "--pod-interfaces", HOST_IFNAME_PREFIX,
+                                *logging))
 
     def start(
         self, plan: LabPlan, nodes: Sequence[str], *, log_group: int | None = None

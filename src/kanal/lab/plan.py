@@ -160,9 +160,14 @@ def pod_netns(prefix: str, key: str) -> str:
     return f"{full[: NAME_MAX - 11]}-{_digest(key)[:10]}"
 
 
+HOST_IFNAME_PREFIX = "k"
+"""Every host-side pod veth starts with it, and no other interface of a node netns does: the
+agents drop what such an interface carries for an address they do not know (`pod_guard`)."""
+
+
 def host_ifname(key: str) -> str:
     """Calico-style: a fixed letter and a hash of the pod, 12 characters (IFNAMSIZ is 15)."""
-    return f"k{_digest(key)[:11]}"
+    return f"{HOST_IFNAME_PREFIX}{_digest(key)[:11]}"
 
 
 def vtep_mac(index: int) -> str:

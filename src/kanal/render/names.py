@@ -120,3 +120,20 @@ def policy_any_chain(tier_prefix: str, key: str, direction: Direction) -> ChainN
     """`np_<ns>_<name>_in_any`: a NetworkPolicy's rules that allow any port (or an egress named
     port), met by every NEW packet of the pods it selects, whatever the port."""
     return ChainName(ident(tier_prefix, *key.split("/"), SHORT_DIRECTION[direction], "any"))
+
+
+POLICY_CHAIN_PREFIXES = ("anp_", "banp_")
+"""The admin tiers' chains, named after their policy (`policy_chain`); every other non-base
+chain is content-named (dispatch, port class, any port)."""
+
+
+def chain_order(name: ChainName) -> tuple[bool, str]:
+    """Where a non-base chain stands in a rendered table: content-named chains first, then the
+    policy chains, each by name. A function of the name alone, so a chain added to a table
+    later (`kanal.agent.local`) finds the place a from-scratch render would give it."""
+    return name.startswith(POLICY_CHAIN_PREFIXES), name
+
+
+def local_pods_set(family: int) -> SetName:
+    """Every local pod's address of one family (`kanal.render.guard`)."""
+    return SetName(f"local_pods_{family_suffix(family)}")

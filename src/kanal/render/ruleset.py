@@ -62,6 +62,7 @@ from kanal.engine.compiled import Action, CompiledPolicy, CompiledRule
 from kanal.engine.evaluate import Chain as PolicyList
 from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, PolicyKey
 from kanal.render import names
+from kanal.render.guard import check_prefix, guard_chain, guard_sets
 from kanal.render.ir import Chain, Hook, LogEntry, Rule, Ruleset, VerdictMap
 from kanal.render.matches import FAMILY_KEYWORD, UnrenderableError, rule_matches
 from kanal.render.names import ChainName, LogId, SetName
@@ -70,7 +71,6 @@ from kanal.render.sets import ADDRESS_TYPE, SetCatalog
 
 VXLAN_PORT = 4789
 TIER_PREFIX = {Tier.ADMIN: "anp", Tier.NETWORK: "np", Tier.BASELINE: "banp"}
-TIER_ORDER = {Tier.ADMIN: 0, Tier.NETWORK: 1, Tier.BASELINE: 2}
 FORWARD = ChainName("forward")
 
 
@@ -78,12 +78,16 @@ FORWARD = ChainName("forward")
 class RenderOptions:
     """`log_group`: NFLOG group for verdict logging (None: off). The marks are two distinct
     single bits of the packet mark, free of other users (kube-proxy uses 0x4000 and 0x8000).
-    `vxlan_port`: the underlay port exempted from conntrack (None: no raw chains)."""
+    `vxlan_port`: the underlay port exempted from conntrack (None: no raw chains).
+    `pod_interfaces`: the name prefix of the host side of the node's pod interfaces; packets
+    of such an interface from or to an address no local pod has are dropped
+    (`kanal.render.guard`; None: no guard)."""
 
     log_group: int | None = None
     allow_mark: int = 0x10000
     pass_mark: int = 0x20000
     vxlan_port: int | None = VXLAN_PORT
+    pod_interfaces: str | None = None
 
     def __post_init__(self) -> None:
         for bit in (self.allow_mark, self.pass_mark):
@@ -93,6 +97,8 @@ class RenderOptions:
             raise ValueError("allow_mark and pass_mark must be different bits")
         if self.log_group is not None and not 0 <= self.log_group <= 0xFFFF:
             raise ValueError(f"log group {self.log_group} is not in 0-65535")
+        if self.pod_interfaces is not None:
+            check_prefix(self.pod_interfaces)
 
 
 def render_node(
@@ -140,10 +146,13 @@ class _NodeRenderer:
             for direction in (Direction.EGRESS, Direction.INGRESS)
             for family in self.families
         )
+        sets = [*self.catalog.materialize(self.engine)]
+        if self.options.pod_interfaces is not None:
+            sets = sorted([*sets, *guard_sets(local, self.families)], key=lambda s: s.name)
         return Ruleset(
             node=self.node,
             families=self.families,
-            sets=self.catalog.materialize(self.engine),
+            sets=tuple(sets),
             maps=maps,
             chains=(*self._base_chains(), *self._sorted_chains()),
             log=tuple(self.log[i] for i in sorted(self.log)),
@@ -309,18 +318,18 @@ class _NodeRenderer:
 
     def _base_chains(self) -> list[Chain]:
         chains = [Chain(FORWARD, _forward_rules(self.families), Hook("forward", "filter"))]
+        if self.options.pod_interfaces is not None:
+            chains.append(guard_chain(self.options.pod_interfaces, self.families))
         port = self.options.vxlan_port
         if port is not None:
             chains.extend(_underlay_notrack(port))
         return chains
 
     def _sorted_chains(self) -> list[Chain]:
-        dispatch = [self.dispatch_chains[n] for n in sorted(self.dispatch_chains)]
-        order = sorted(
-            (k for k, c in self.policy_chains.items() if c is not None),
-            key=lambda k: (TIER_ORDER[k[0]], k[1], k[2]),
-        )
-        return dispatch + [c for k in order if (c := self.policy_chains[k]) is not None]
+        """Content-named chains, then policy chains, each by name (`names.chain_order`)."""
+        chains = [*self.dispatch_chains.values(),
+                  *(c for c in self.policy_chains.values() if c is not None)]
+        return sorted(chains, key=lambda c: names.chain_order(c.name))
 
 
 class _DispatchBuilder:
