@@ -251,8 +251,10 @@ def test_pod_churn_ends_with_the_from_scratch_table(ops: list[tuple[bool, Doc, b
 
 
 def test_remote_pod_churn_never_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(While every named port number the churn uses is already declared by some pod.)"""
     store = MemoryStore()
     store.put(POLICIES)
+    store.put([pod("y/declares", node="n2", ip="10.0.2.9", ports=PORT_CHOICES[1])])
     kernel = FakeKernel()
     agent = NodeAgent(LOCAL, store, kernel, options=OPTIONS)
     agent.catch_up()
@@ -275,4 +277,25 @@ def test_remote_pod_churn_never_renders(monkeypatch: pytest.MonkeyPatch) -> None
     agent.catch_up()
     assert agent.sync().kind == "delta"
     assert renders == []
+    assert kernel.state() == expected(list(store.objects.values()))
+
+
+def test_a_remote_pod_giving_a_port_name_its_first_number_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Egress port classes hold every number a name has in the cluster (render.network)."""
+    store = MemoryStore()
+    store.put(POLICIES)
+    kernel = FakeKernel()
+    agent = NodeAgent(LOCAL, store, kernel, options=OPTIONS)
+    agent.catch_up()
+    agent.sync(SyncKind.RESYNC)
+    renders: list[str] = []
+    real = agent_module.render_with_dispatch
+    monkeypatch.setattr(agent_module, "render_with_dispatch",
+                        lambda *a, **k: renders.append("r") or real(*a, **k))
+    store.put([pod("y/q", node="n2", ip="10.0.2.3", ports=PORT_CHOICES[1], tier="fe")])
+    agent.catch_up()
+    agent.sync()
+    assert renders == ["r"]
     assert kernel.state() == expected(list(store.objects.values()))

@@ -119,22 +119,28 @@ def test_ingress_named_ports_resolve_at_the_protected_pod_so_groups_get_their_ow
         "meta l4proto tcp", "ip daddr . meta l4proto . th dport @port_http_v4")
 
 
-def test_egress_named_ports_belong_to_the_peer_and_stay_general_with_their_set_match() -> None:
+def test_egress_named_ports_cover_every_number_the_cluster_gives_them_and_keep_their_set() -> None:
     metrics = PolicyPort(TCP, "metrics")
     policy = NetworkPolicy("x", "out", sel(app="web"), frozenset({Direction.EGRESS}),
                            egress=(PolicyRule((pods_in("y"),), (tcp(80), metrics)),))
     m = cluster(namespace("x"), namespace("y"), pod("x", "web", "10.244.1.2", app="web"),
                 pod("y", "mon", "10.244.2.2", node="n2",
-                    ports=[ContainerPort(9102, TCP, "metrics")]), policy)
+                    ports=[ContainerPort(9102, TCP, "metrics")]),
+                pod("y", "mon-2", "10.244.2.3", node="n2",
+                    ports=[ContainerPort(9125, TCP, "metrics")]), policy)
     ruleset = render_node(engine_of(m), "n1")
-    chains = {c.name: c for c in ruleset.chains}
-    general, specific = chains["np_x_out_eg_any"], chains["np_x_out_eg"]
-    assert any("@port_metrics_v4" in match for match in general.rules[0].matches)
-    assert specific.rules[0].matches[1:] == ("tcp dport 80",)
-    assert general.rules[0].log == specific.rules[0].log  # one rule, two parts, one identity
+    vmap = _port_map(ruleset, "egress_")
+    assert [e.split(" : ")[0] for e in vmap.split("{ ")[1].rstrip(" }").split(", ")] == [
+        "tcp . 80", "tcp . 9102", "tcp . 9125"]
+    (chain,) = [c for c in ruleset.chains if c.name == "np_x_out_eg"]
+    assert [r.matches[1:] for r in chain.rules] == [
+        ("tcp dport 80",),
+        ("meta l4proto tcp", "ip daddr . meta l4proto . th dport @port_metrics_v4"),
+    ]
+    assert chain.rules[0].log == chain.rules[1].log  # one rule, one identity
 
 
-def test_a_specific_rule_is_met_before_an_earlier_general_one_and_the_engine_names_it() -> None:
+def test_a_rule_with_ports_is_met_before_an_earlier_one_without_and_the_engine_names_it() -> None:
     any_port = allow_from("x", "a-any", subject=sel(app="web"), peers=[pods_in("y")])
     on_80 = allow_from("x", "b-on-80", subject=sel(app="web"), peers=[pods_in("y")],
                        ports=[tcp(80)])

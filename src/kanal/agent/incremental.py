@@ -9,7 +9,8 @@ What may change when a remote pod is added, relabelled, readdressed or deleted:
 
 ```
 rules, chains, set declarations, verdict maps   no: they depend on policies and *local* pods only
-                                                (and on the address families in use: checked)
+                                                (and on the address families in use, and on the
+                                                numbers port names have: both checked)
 selector set S, family f     the pod's f-addresses leave S if its old group matched S's selector,
                              and join it if its new group does
 named-port set (name, f)     the pod's `address . proto . port` entries for that port name
@@ -38,7 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from kanal.engine.selectors import EndpointSelector
-from kanal.model.objects import IPAddress, Pod
+from kanal.model.objects import IPAddress, Pod, Protocol
 from kanal.render import NamedSet, Ruleset
 from kanal.render import names as set_names
 from kanal.render.names import SetName
@@ -53,16 +54,23 @@ Key = Callable[[str], Any]
 
 class AddressBook:
     """How many pods claim each address, and how many pods have an IPv6 address (the renderer
-    adds the IPv6 sets and maps when the first one appears)."""
+    adds the IPv6 sets and maps when the first one appears); and how many declare each named
+    port number: egress port classes hold every number a name has in the cluster
+    (`kanal.render.network`), so a number's first or last pod changes the table's structure."""
 
     def __init__(self) -> None:
         self._owners: Counter[IPAddress] = Counter()
         self.v6_pods = 0
+        self._named: Counter[tuple[str, Protocol, int]] = Counter()
+        self.named_numbers_changed = False
+        """Whether the last `update` gave a port name a number no pod had, or took one's last."""
 
     def families(self) -> tuple[int, ...]:
         return (4, 6) if self.v6_pods else (4,)
 
     def update(self, old: Pod | None, new: Pod | None) -> None:
+        touched = {n for pod in (old, new) if pod is not None for n in _named_numbers(pod)}
+        before = {n for n in touched if self._named[n] > 0}
         for pod, step in ((old, -1), (new, 1)):
             if pod is None:
                 continue
@@ -72,6 +80,11 @@ class AddressBook:
                     del self._owners[ip]
             if any(ip.version == 6 for ip in pod.ips):
                 self.v6_pods += step
+            for number in _named_numbers(pod):
+                self._named[number] += step
+                if self._named[number] <= 0:
+                    del self._named[number]
+        self.named_numbers_changed = before != {n for n in touched if self._named[n] > 0}
 
     def shared(self, ips: Iterable[IPAddress]) -> bool:
         """Whether another pod claims one of `ips` too (call after `update`)."""
@@ -83,6 +96,12 @@ class AddressBook:
     def clear(self) -> None:
         self._owners.clear()
         self.v6_pods = 0
+        self._named.clear()
+        self.named_numbers_changed = False
+
+
+def _named_numbers(pod: Pod) -> set[tuple[str, Protocol, int]]:
+    return {(p.name, p.protocol, p.port) for p in pod.ports if p.name}
 
 
 def eligible(
@@ -96,10 +115,10 @@ def eligible(
 
 def exclusive(change: PodChange, *, book: AddressBook, families_before: tuple[int, ...]) -> bool:
     """Whether a pod change may be patched at all, local or remote: the cluster's address
-    families stay, and no address the pod had or has is claimed by another pod (`book`
-    already updated with the change)."""
+    families stay, no port name gains or loses a number, and no address the pod had or has is
+    claimed by another pod (`book` already updated with the change)."""
     old, new = change.old, change.new
-    if book.families() != families_before:
+    if book.families() != families_before or book.named_numbers_changed:
         return False
     old_ips = old.ips if old is not None else ()
     new_ips = new.ips if new is not None else ()

@@ -20,11 +20,9 @@ the node it runs on (`OwnNode`).
 Every NetworkPolicy rule allows, so the verdict does not depend on their order, but the rule
 that is *named* does, and it must be the one the kernel meets first (flow records carry the
 kernel's rule). The renderer dispatches a NEW packet on its protocol and port before it walks
-any NetworkPolicy rule (`kanal.render.network`), so it meets the rules that name the port
-explicitly first: the rule named is the first, in policy and rule order, that admits the
-connection through a *specific* port (a number, a range, a protocol, or for ingress a named port
-of the protected pod itself); failing that, the first that admits it through a *general* one
-(no ports at all, or for egress a named port, which belongs to the peer).
+any NetworkPolicy rule (`kanal.render.network`), so it meets the rules that name ports first:
+the rule named is the first, in policy and rule order, among the rules with ports that admit
+the connection; failing that, the first among the rules without ports.
 """
 
 from __future__ import annotations
@@ -137,11 +135,6 @@ def _first_match(
     return None
 
 
-def specific_port(port: CompiledPort, direction: Direction) -> bool:
-    """Whether `port` names the destination port by itself (see the module docstring)."""
-    return port.name is None or direction is Direction.INGRESS
-
-
 def _network_match(
     source: ChainSource,
     policies: Sequence[CompiledPolicy],
@@ -149,20 +142,19 @@ def _network_match(
     peer: Endpoint,
     conn: Connection,
 ) -> Step | None:
-    """The NetworkPolicy rule that admits the connection, specific ports first."""
-    general: Step | None = None
-    dst = conn.destination.pod
+    """The NetworkPolicy rule that admits the connection, rules with ports first."""
+    any_port: Step | None = None
     for policy in policies:
         for rule in policy.rules(direction):
+            if rule.ports is None and any_port is not None:
+                continue
             found = match_rule(source, rule, peer, conn)
             if found is None:
                 continue
-            for port in rule.ports or ():
-                if specific_port(port, direction) and port.matches(conn.port, conn.protocol, dst):
-                    return _step(policy, rule, (found[0], port))
-            if general is None:
-                general = _step(policy, rule, found)
-    return general
+            if rule.ports is not None:
+                return _step(policy, rule, found)
+            any_port = _step(policy, rule, found)
+    return any_port
 
 
 def decide(source: ChainSource, direction: Direction, conn: Connection) -> DirectionDecision:
@@ -226,5 +218,5 @@ def _steps(
 
 
 __all__ = [
-    "Action", "Chain", "ChainSource", "Connection", "decide", "match_rule", "specific_port",
+    "Action", "Chain", "ChainSource", "Connection", "decide", "match_rule",
 ]

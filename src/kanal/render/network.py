@@ -11,30 +11,32 @@ dispatch chain (isolated)
   meta l4proto . th dport vmap { tcp . 80 : jump npport_in_<h1>,      one entry per port class
                                  tcp . 20000-20010 : jump npport_in_<h2>, … }
   [egress: meta mark & A != 0 return]
-  jump np_<ns>_<b>_in_any                 policies with general rules, in order
+  jump np_<ns>_<b>_in_any                 policies with rules without ports, in order
   [egress: meta mark & A == 0] jump np_<ns>_<c>_in_any
   [egress: meta mark & A != 0 return]
   drop                                    default deny (logged; the caller adds it)
 
-npport_<d>_<h>     jump np_<ns>_<a>_in     the policies whose specific rules cover this class,
+npport_<d>_<h>     jump np_<ns>_<a>_in     the policies whose rules with ports cover this class,
                    [egress: A == 0] jump …   in order (content-named: shared when equal)
-np_<ns>_<name>_in      the policy's rules with specific ports, with their port match
-np_<ns>_<name>_in_any  its rules with general ports, with theirs
+np_<ns>_<name>_in      the policy's rules with ports, with their port match
+np_<ns>_<name>_in_any  its rules without ports
 ```
 
-A *specific* port is a number, a range or a bare protocol, and for ingress a named port: the
-protected pod is the destination, so its own container ports say which class the name covers
-(the dispatch chain is per pod group, and a group has one set of ports; the policy chain still
-matches the name with the named-port set, so it stays the same for every pod). A *general* port
-is no port at all, or an egress named port (it belongs to the peer). A rule with both kinds has
-a part in each chain, with one log id. Port classes are the elementary intervals of all the
-policies' specific spans per protocol, so a class jumps exactly the policies covering every port
-in it; adjacent classes with the same chain merge into one map entry.
+A rule's ports say which classes it covers: numbers, ranges and bare protocols as they are; a
+named port as the numbers it has: for ingress at the protected pod (the dispatch chain is per pod
+group, and a group has one set of ports), for egress at every pod of the cluster that declares
+it (the peer is any of them). The policy chain still matches the name with the named-port set,
+so it is the same for every pod, and an egress class only narrows the walk. Rules without ports
+go to the policy's `_any` chain. Port classes are the elementary intervals of all the policies'
+spans per protocol, so a class jumps exactly the policies covering every port in it; adjacent
+classes with the same chain merge into one map entry. (The egress classes depend on which
+numbers the cluster's pods give a name: the agent renders again when that set changes, see
+`kanal.agent.incremental.AddressBook`.)
 
-Policy chains (one per policy, direction and kind of port) do not depend on the pod they
-protect, so they are shared by every dispatch chain; only the port map and the class chains
-do. The kernel meets the specific rules before the general ones, and the engine names the
-admitting rule in that same order (`kanal.engine.evaluate`): the NFLOG id of the rule that
+Policy chains (one per policy and direction, and one for its rules without ports) do not depend
+on the pod they protect, so they are shared by every dispatch chain; only the port map and the
+class chains do. The kernel meets the rules with ports before those without, and the engine
+names the admitting rule in that same order (`kanal.engine.evaluate`): the NFLOG id of the rule that
 fired is the one `kanal explain` names. Allow is `accept` for ingress; for egress it sets the
 allow mark and returns, and every caller returns once the mark is set. A rule that cannot be
 expressed becomes a `drop` ahead of the port map, so every NEW packet of the tier meets it
@@ -50,7 +52,6 @@ from typing import Protocol as TypingProtocol
 
 from kanal.engine import Outcome, Tier
 from kanal.engine.compiled import Action, CompiledPolicy, CompiledPort, CompiledRule
-from kanal.engine.evaluate import specific_port
 from kanal.model.objects import ContainerPort, Direction, Protocol
 from kanal.render import names
 from kanal.render.ir import Chain, Rule
@@ -86,16 +87,20 @@ class TierHost(TypingProtocol):
 
     def add_chain(self, chain: Chain) -> ChainName: ...
 
+    def named_port_numbers(self, name: str) -> frozenset[tuple[Protocol, int]]:
+        """Every (protocol, number) some pod of the cluster declares as `name`."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _PolicyChains:
     """One policy's chains for one direction (they do not depend on the protected pod)."""
 
-    specific: ChainName | None
-    general: ChainName | None
+    with_ports: ChainName | None
+    any_port: ChainName | None
     broken: tuple[Rule, ...]
     ports: tuple[CompiledPort, ...]
-    """The specific ports of the rules in `specific`: what the policy can admit, by port."""
+    """The ports of the rules in `with_ports`: what the policy can admit, by port."""
 
 
 class NetworkTier:
@@ -115,8 +120,8 @@ class NetworkTier:
         """`allowed`: the egress check that returns once a called chain allowed."""
         chains = [(p, self._policy_chains(p)) for p in policies]
         section = [r for _, c in chains for r in c.broken]
-        covering = [(p.key, c.specific, spans) for p, c in chains
-                    if c.specific is not None and (spans := self._spans(p, c))]
+        covering = [(p.key, c.with_ports, spans) for p, c in chains
+                    if c.with_ports is not None and (spans := self._spans(p, c))]
         if covering:
             map_key = ("map", self.direction, tuple((k, s) for k, _, s in covering))
             vmap = self.host.tier_cache.get(map_key)
@@ -124,9 +129,9 @@ class NetworkTier:
                 vmap = self.host.tier_cache[map_key] = self._port_map(covering)
             section.append(Rule(verdict=str(vmap)))
             section.extend([allowed] if self.egress else [])
-        general = [c.general for _, c in chains if c.general is not None]
-        section.extend(self._calls(general))
-        section.extend([allowed] if self.egress and general else [])
+        any_port = [c.any_port for _, c in chains if c.any_port is not None]
+        section.extend(self._calls(any_port))
+        section.extend([allowed] if self.egress and any_port else [])
         return section
 
     def _calls(self, targets: Sequence[ChainName]) -> list[Rule]:
@@ -134,7 +139,7 @@ class NetworkTier:
         return [Rule((self.not_allowed,) if self.egress and i else (), verdict=f"jump {t}")
                 for i, t in enumerate(targets)]
 
-    # -- one policy -> its chain of specific rules and its chain of general ones -----------------
+    # -- one policy -> its chain of rules with ports and its chain of rules without -------------
 
     def _policy_chains(self, policy: CompiledPolicy) -> _PolicyChains:
         key = ("policy", policy.tier, policy.key, self.direction)
@@ -145,8 +150,8 @@ class NetworkTier:
         return cached
 
     def _build_policy_chains(self, policy: CompiledPolicy) -> _PolicyChains:
-        specific: list[Rule] = []
-        general: list[Rule] = []
+        with_ports: list[Rule] = []
+        any_port: list[Rule] = []
         broken: list[Rule] = []
         ports: list[CompiledPort] = []
         for rule in policy.rules(self.direction):
@@ -155,33 +160,34 @@ class NetworkTier:
             except UnrenderableError as exc:
                 broken.append(self._fail_closed(policy, rule, exc))
                 continue
-            specific.extend(parts[0])
-            general.extend(parts[1])
+            with_ports.extend(parts[0])
+            any_port.extend(parts[1])
             if parts[0]:
-                ports.extend(p for p in rule.ports or () if specific_port(p, self.direction))
+                ports.extend(rule.ports or ())
         key, d = policy.key, self.direction
         what = f"{policy.tier.short} {key} {d.value.lower()}"
         return _PolicyChains(
-            self._chain(names.policy_chain("np", key, d), specific, what),
-            self._chain(names.policy_any_chain("np", key, d), general, f"{what}, any port"),
+            self._chain(names.policy_chain("np", key, d), with_ports, what),
+            self._chain(names.policy_any_chain("np", key, d), any_port, f"{what}, any port"),
             tuple(broken), tuple(ports),
         )
 
     def _split(
         self, policy: CompiledPolicy, rule: CompiledRule
     ) -> tuple[list[Rule], list[Rule]]:
-        """The rule's nft rules with specific and with general ports. Raises
+        """The rule's nft rules with its ports, or without ports (None). Raises
         `UnrenderableError` before anything is recorded."""
         statements, verdict = self.host.action(policy.tier, rule.action, direction=self.direction)
-        specific, general = (self._matches(rule, ports) for ports in self._port_parts(rule.ports))
-        if not (specific or general):
+        ported, unported = self._port_parts(rule.ports)
+        with_ports, any_port = self._matches(rule, ported), self._matches(rule, unported)
+        if not (with_ports or any_port):
             return [], []
         log = self.host.log_rule(
             policy, rule, direction=self.direction, outcome=Outcome(rule.action.value)
         )
         comment = _comment(policy, rule)
-        return ([Rule(m, statements, verdict, log, comment) for m in specific],
-                [Rule(m, statements, verdict, log, comment) for m in general])
+        return ([Rule(m, statements, verdict, log, comment) for m in with_ports],
+                [Rule(m, statements, verdict, log, comment) for m in any_port])
 
     def _matches(
         self, rule: CompiledRule, ports: tuple[CompiledPort, ...] | None
@@ -195,37 +201,40 @@ class NetworkTier:
         return rule_matches(replace(rule, ports=ports), self.direction, families=host.families,
                             catalog=host.catalog)
 
+    @staticmethod
     def _port_parts(
-        self, ports: tuple[CompiledPort, ...] | None
+        ports: tuple[CompiledPort, ...] | None,
     ) -> tuple[tuple[CompiledPort, ...], tuple[CompiledPort, ...] | None]:
-        """(specific ports, general ports): `()` is no part, None every port (no ports named)."""
-        if ports is None:
-            return (), None
-        specific = tuple(p for p in ports if specific_port(p, self.direction))
-        return specific, tuple(p for p in ports if not specific_port(p, self.direction))
+        """(ports for the policy chain, ports for its any-port chain): `()` is no rule there,
+        None every port."""
+        return ((), None) if ports is None else (ports, ())
 
     def _spans(self, policy: CompiledPolicy, chains: _PolicyChains) -> tuple[PortSpan, ...]:
-        """The ports the policy's specific rules can admit for this group: numbers as they are,
-        ingress named ports as the protected pod declares them (none: the policy is skipped)."""
-        named = any(p.name is not None for p in chains.ports)
+        """The ports the policy's rules with ports can admit for this group: numbers as they
+        are; a named port as the numbers it has, at the protected pod for ingress, at any pod
+        of the cluster for egress (the policy chain's named-port set then checks the peer).
+        No span: the policy is never jumped (none of its rules can match)."""
+        named = any(p.name is not None for p in chains.ports) and not self.egress
         key = ("spans", policy.tier, policy.key, self.direction,
                self.subject_ports if named else None)
         cached = self.host.tier_cache.get(key)
         if cached is None:
-            cached = self.host.tier_cache[key] = self._specific_spans(chains.ports)
+            cached = self.host.tier_cache[key] = self._spans_of(chains.ports)
         assert isinstance(cached, tuple)
         return cached
 
-    def _specific_spans(self, ports: tuple[CompiledPort, ...]) -> tuple[PortSpan, ...]:
+    def _spans_of(self, ports: tuple[CompiledPort, ...]) -> tuple[PortSpan, ...]:
         spans: list[PortSpan] = []
         for port in ports:
             if port.name is None:
                 spans.extend(expand_protocol(*numeric_span(port)))
-            else:
-                spans.extend(
-                    (c.protocol, c.port, c.port) for c in self.subject_ports
-                    if c.name == port.name and port.protocol in (None, c.protocol)
-                )
+                continue
+            declared = (
+                self.host.named_port_numbers(port.name) if self.egress
+                else {(c.protocol, c.port) for c in self.subject_ports if c.name == port.name}
+            )
+            spans.extend((proto, number, number) for proto, number in sorted(declared)
+                         if port.protocol in (None, proto))
         return tuple(spans)
 
     def _fail_closed(

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from kanal.engine import Outcome, PolicyEngine, Tier
 from kanal.engine.compiled import Action, CompiledPolicy, CompiledRule
 from kanal.engine.evaluate import Chain as PolicyList
-from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, PolicyKey
+from kanal.model.objects import ContainerPort, Direction, IPAddress, Pod, PolicyKey, Protocol
 from kanal.render import names
 from kanal.render.guard import check_prefix, guard_chain, guard_sets
 from kanal.render.ir import Chain, Hook, LogEntry, Rule, Ruleset, VerdictMap
@@ -132,6 +132,7 @@ class _NodeRenderer:
         self.dispatch_chains: dict[ChainName, Chain] = {}
         self.group_verdicts: dict[tuple[int, Direction], str] = {}
         self.tier_cache: dict[object, object] = {}
+        self._named_ports: dict[str, frozenset[tuple[Protocol, int]]] | None = None
         self.log: dict[LogId, LogEntry] = {}
         self.problems: list[str] = []
         self.both_marks = options.allow_mark | options.pass_mark
@@ -233,6 +234,18 @@ class _NodeRenderer:
         if existing != chain:
             raise RuntimeError(f"chain name {chain.name} collides for different content")
         return chain.name
+
+    def named_port_numbers(self, name: str) -> frozenset[tuple[Protocol, int]]:
+        """Every (protocol, number) some pod of the cluster declares as `name` (an index of
+        all pods' named ports, built once per render on first use)."""
+        if self._named_ports is None:
+            index: dict[str, set[tuple[Protocol, int]]] = {}
+            for pod in self.engine.pods().values():
+                for port in pod.ports:
+                    if port.name:
+                        index.setdefault(port.name, set()).add((port.protocol, port.port))
+            self._named_ports = {k: frozenset(v) for k, v in index.items()}
+        return self._named_ports.get(name, frozenset())
 
     # -- policy chains -----------------------------------------------------------------------------
 
