@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -22,6 +23,7 @@ from kanal.flows.collector import default_flows_path
 from kanal.flows.filters import FilterError, FlowFilter, parse_duration, split_pod
 from kanal.flows.graph import FORMATS as GRAPH_FORMATS
 from kanal.flows.graph import render as render_graph
+from kanal.flows.hubble import read_flows, to_hubble
 from kanal.flows.metrics import MetricsServer
 from kanal.flows.records import FlowRecord, Verdict
 from kanal.flows.stats import Stats, compute_stats, prometheus_text
@@ -40,7 +42,9 @@ DB_HELP = "the flow database (default $KANAL_LAB_DIR/flows.db, /var/lib/kanal/la
 EXAMPLES = {
     "flows": "kanal flows --verdict denied --to-namespace x\n"
              "  kanal flows --since 5m --policy x/default-deny -o json\n"
-             "  kanal flows --follow --from-pod y/client-a",
+             "  kanal flows --follow --from-pod y/client-a\n"
+             "  kanal flows -o hubble --since 1h > flows.json   # Hubble's JSON lines\n"
+             "  kanal flows import --format hubble flows.json",
     "stats": "kanal stats\n  kanal stats -o json\n  kanal stats -o prometheus\n"
              "  kanal stats --listen 127.0.0.1:9464   # Prometheus scrapes /metrics",
     "graph": "kanal graph -o dot | dot -Tsvg > flows.svg\n  kanal graph -o mermaid --since 1h",
@@ -59,7 +63,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--last", type=_count, metavar="N",
                         help=f"only the last N matching flows (default {DEFAULT_LAST} when "
                              "--since is not given)")
-    parser.add_argument("-o", "--output", choices=("table", "json", "compact"), default="table")
+    parser.add_argument("-o", "--output", choices=("table", "json", "compact", "hubble"),
+                        default="table", help="hubble: as `hubble observe -o json` prints flows")
+    _add_import(parser)
     parser = _command(subparsers, "stats", stats,
                       "hits, denies and bytes per policy and rule; rules never hit")
     parser.add_argument("-o", "--output", choices=("table", "json", "prometheus"),
@@ -81,6 +87,25 @@ def _command(subparsers: Any, name: str, run: Command, summary: str) -> argparse
     parser.add_argument("--db", type=Path, metavar="PATH", help=DB_HELP)
     parser.set_defaults(run=run)
     return parser
+
+
+def _add_import(flows: argparse.ArgumentParser) -> None:
+    actions = flows.add_subparsers(dest="action", title="actions", metavar="import")
+    parser = actions.add_parser(
+        "import", help="store flows another tool recorded (Hubble's JSON lines)",
+        description="Store the flows of FILE (- for standard input), all or none: a bad line "
+                    "stores nothing and names its line and field.",
+        epilog="examples:\n  hubble observe --last 1000 -o json > flows.json\n"
+               "  kanal flows import --format hubble flows.json\n"
+               "  kanal flows -o hubble --since 24h |\n"
+               "    kanal flows import --format hubble --db copy.db -\n\n"
+               "exit status: 0 done, 2 bad input",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--format", choices=("hubble",), required=True)
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--db", type=Path, metavar="PATH", default=argparse.SUPPRESS,
+                        help=DB_HELP + "; created when missing")
+    parser.set_defaults(run=import_flows)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +217,8 @@ def _writer(
         return lambda r: term.write(json.dumps(r.to_json(), separators=(",", ":")))
     if output == "compact":
         return lambda r: term.write(compact_line(r))
+    if output == "hubble":
+        return lambda r: term.write(json.dumps(to_hubble(r), separators=(",", ":")))
     widths = FOLLOW_WIDTHS if follow else _widths([table_cells(r) for r in records])
     term.write(_row(COLUMNS, widths))
     return lambda r: term.write(_row(table_cells(r), widths))
@@ -231,6 +258,32 @@ def _widths(rows: Iterable[Sequence[str]]) -> tuple[int, ...]:
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
     return "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+# -- kanal flows import ------------------------------------------------------------------------
+
+
+def import_flows(args: argparse.Namespace, term: Terminal) -> int:
+    """Every line is read before the one transaction that stores them: all or nothing."""
+    name = "standard input" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            found = read_flows(sys.stdin, source=name)
+        else:
+            with open(args.file, encoding="utf-8") as lines:
+                found = read_flows(lines, source=name)
+    except (OSError, UnicodeDecodeError) as exc:
+        term.abort(f"cannot read `{name}`: {getattr(exc, 'strerror', None) or exc}")
+    db = args.db or default_flows_path()
+    store = FlowStore(db)
+    try:
+        store.insert(found.records)
+    finally:
+        store.close()
+    term.write(f"imported {len(found.records)} flows from {name} into {db}")
+    for reason, count in sorted(found.skipped.items()):
+        term.note(f"skipped {count}: {reason}")
+    return 0
 
 
 # -- kanal stats -------------------------------------------------------------------------------
@@ -282,7 +335,9 @@ def _write_stats(found: Stats, term: Terminal) -> None:
     rows = [(p.policy, _short_tier(r.tier), r.direction, r.label(), r.action,
              str(r.tally.hits), str(r.tally.denies), str(r.tally.bytes), r.status)
             for p in found.policies for r in p.rules]
-    rows += [(", ".join(d.isolating) or "-", "NetworkPolicy" if d.isolating else "-",
+    rows += [(d.policy or ", ".join(d.isolating) or "-",
+              _short_tier(d.tier.value) if d.policy and d.tier else
+              "NetworkPolicy" if d.isolating else "-",
               d.direction.value.lower(), d.rule_label(), d.outcome.value, str(t.hits),
               str(t.denies), str(t.bytes), "hit")
              for d, t in found.defaults]

@@ -21,7 +21,7 @@ direction's.
                   "isolated_by": [{"namespace": "x", "name": "web"}]}   no rule admitted it
  "not_isolated": true                                     no policy isolates this direction
  "summary": "<the sentence `kanal explain` prints for this step>",
- "source": "nflog" | "conntrack",  "log_id": "k:3f0c…" (nflog only),
+ "source": "nflog" | "conntrack" | "hubble" (imported),  "log_id": "k:3f0c…" (nflog only),
  "src_group": "...", "dst_group": "...",
  and once the connection has ended: "end": "...", "duration_s": 1.25, "bytes": 1432,
  "packets": 8}
@@ -54,6 +54,8 @@ class Source(enum.StrEnum):
     CONNTRACK = "conntrack"
     """No rule of ours logged the connection (no policy applies on that side): conntrack saw it
     and the engine says why it was allowed."""
+    HUBBLE = "hubble"
+    """Imported from Hubble's JSON flows (`kanal flows import`, `kanal.flows.hubble`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +121,15 @@ class Decision:
     def describe(self) -> str:
         """Short: `[NetworkPolicy x/web] rule #0 Allow`, `default deny (isolated by x/web)`."""
         if self.outcome is Outcome.DEFAULT_DENY:
+            if not self.isolating:  # imported: Hubble does not say which policies isolate
+                return "default deny"
             return f"default deny (isolated by {', '.join(self.isolating)})"
         if self.policy is None:
             return self.rule_label()
         closed = " (fail closed)" if self.fail_closed else ""
         tier = self.tier.short if self.tier else "policy"
-        return f"[{tier} {self.policy}] {self.rule_label()} {self.outcome.value}{closed}"
+        rule = "" if self.rule_index is None else f" {self.rule_label()}"  # None: imported
+        return f"[{tier} {self.policy}]{rule} {self.outcome.value}{closed}"
 
     def to_json(self) -> dict[str, Any]:
         """The decision's part of a record: `policy`, `default_deny` or `not_isolated`."""

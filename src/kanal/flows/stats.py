@@ -135,7 +135,8 @@ class Stats:
     """(direction, verdict) -> records (hits), bytes, packets."""
     policies: Sequence[PolicyStats]
     defaults: Sequence[tuple[Decision, Tally]]
-    """Default denies (per isolating set) and not-isolated ends, with their tallies."""
+    """Default denies (per isolating set), not-isolated ends and decisions naming a policy but
+    no rule (imported), with their tallies."""
     health: Mapping[str, int]
 
     def never_hit(self) -> list[tuple[PolicyStats, RuleStats]]:
@@ -204,7 +205,10 @@ def _direction(decision: Decision) -> str:
 
 
 def _default_key(decision: Decision) -> str:
-    return f"{_direction(decision)}|{decision.outcome.value}|{','.join(decision.isolating)}"
+    """One row per direction and outcome (and isolating set, or policy: an imported decision
+    names the policy but not its rule)."""
+    return (f"{_direction(decision)}|{decision.outcome.value}|{','.join(decision.isolating)}|"
+            f"{decision.policy or ''}")
 
 
 def _rendered_rules(totals: FlowTotals) -> set[tuple[str, str, str, int]]:

@@ -4,7 +4,7 @@
 flows      id INTEGER PRIMARY KEY          one row per record, in arrival order (--follow reads
            time REAL (index), node          rows by id)
            decision -> decisions.id         the rule (or default) that decided
-           allowed, source (0 nflog, 1 conntrack), protocol
+           allowed, source (0 nflog, 1 conntrack, 2 hubble), protocol
            src_/dst_ ip, port, ns, pod, node; src_/dst_labels -> strings
            summary, src_group, dst_group -> strings   (summary with its endpoints as tokens:
            end_time, duration, bytes, packets          see `summary_pattern`)
@@ -86,7 +86,7 @@ FLOW_COLUMNS = (
     "summary, src_group, dst_group, end_time, duration, bytes, packets"
 )
 INSERT_FLOW = f"INSERT INTO flows ({FLOW_COLUMNS}) VALUES ({', '.join('?' * 26)})"
-SOURCES = (Source.NFLOG, Source.CONNTRACK)
+SOURCES = (Source.NFLOG, Source.CONNTRACK, Source.HUBBLE)
 
 
 class FlowStoreError(StoreError):
