@@ -9,7 +9,8 @@
    cold: every event a different (pair, port), so every event pays an `explain`. A third run
    adds the conntrack NEW and DESTROY of every allowed connection (3 messages per connection).
    The log id of each event is the one the node's table logs for explain's deciding step (the
-   renderer's tests prove the table logs exactly that).
+   renderer's tests prove the table logs exactly that). The process collects garbage as the
+   collector process does (`collector.tune_gc`).
 2. Store size per million flows: the ingested database's pages per record, times a million.
 3. End to end (root): a 2-node minilab (tests/minilab.py) with tests/flows/cluster.py's
    policies rendered with a log group, one collector *process* per node
@@ -47,6 +48,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # minilab and the flow tests' cluster
 from generate import ClusterSpec, generate  # noqa: E402
 from kanal.engine import PolicyEngine  # noqa: E402
 from kanal.flows.attribute import Attributor, decision_of, same_decision  # noqa: E402
+from kanal.flows.collector import tune_gc  # noqa: E402
 from kanal.flows.conntrack import parse_event  # noqa: E402
 from kanal.flows.filters import FlowFilter  # noqa: E402
 from kanal.flows.netlink import split_messages  # noqa: E402
@@ -354,6 +356,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     node = min(n.name for n in manifests.nodes)
     table = render_node(engine, node, RenderOptions(log_group=100)).log_table()
     rng = random.Random(1)
+    tune_gc()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         warm = logged_events(engine, node, table, count=2000, rng=rng)

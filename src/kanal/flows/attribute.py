@@ -110,6 +110,7 @@ class Attributor:
         self.disagreements = 0
         self.steps = DecidingSteps(engine)
         self._templates: dict[tuple[object, ...], _Template] = {}
+        self._decisions: dict[str, Decision] = {}
         self._groups: dict[object, str] = {}
         self._peers: dict[object, Peer] = {}
 
@@ -128,14 +129,21 @@ class Attributor:
         key = (event.prefix, packet.src, packet.dst, packet.dport, packet.protocol)
         template = self._templates.get(key)
         if template is None:
-            entry = self.log_table.get(LogId(event.prefix))
-            if entry is None:
-                raise UnknownLogIdError(event.prefix)
-            template = self._template(decision_of(entry), packet)
+            template = self._template(self._decision(event.prefix), packet)
             self._remember(key, template)
         if not template.agrees:
             self.disagreements += 1
         return self._record(template, packet, time=event.time, source=Source.NFLOG)
+
+    def _decision(self, prefix: str) -> Decision:
+        """The log entry's decision, one object per id (the store counts per object)."""
+        found = self._decisions.get(prefix)
+        if found is None:
+            entry = self.log_table.get(LogId(prefix))
+            if entry is None:
+                raise UnknownLogIdError(prefix)
+            found = self._decisions[prefix] = decision_of(entry)
+        return found
 
     def _remember(self, key: tuple[object, ...], template: _Template) -> None:
         if len(self._templates) >= CACHE_LIMIT:

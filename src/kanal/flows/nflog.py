@@ -102,7 +102,7 @@ def parse_packet(msg: Message, *, received: float) -> LogEvent | None:
         return None
     _, group = nfgen_header(msg.payload)
     attrs = attributes(msg.payload, 4)
-    prefix = attrs.get(NFULA_PREFIX, b"").split(b"\0", 1)[0].decode("ascii", "replace")
+    prefix = _prefix(attrs.get(NFULA_PREFIX, b""))
     payload = attrs.get(NFULA_PAYLOAD)
     return LogEvent(
         prefix=prefix,
@@ -113,6 +113,19 @@ def parse_packet(msg: Message, *, received: float) -> LogEvent | None:
         outdev=_be32(attrs.get(NFULA_IFINDEX_OUTDEV)),
         seq=_be32(attrs.get(NFULA_SEQ)),
     )
+
+
+_PREFIXES: dict[bytes, str] = {}
+"""Raw prefix -> text: a table has a few hundred log ids, seen again and again."""
+
+
+def _prefix(raw: bytes) -> str:
+    found = _PREFIXES.get(raw)
+    if found is None:
+        if len(_PREFIXES) >= 65_536:
+            _PREFIXES.clear()
+        found = _PREFIXES[raw] = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+    return found
 
 
 def _timestamp(raw: bytes | None, received: float) -> float:

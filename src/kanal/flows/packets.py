@@ -113,7 +113,7 @@ def _ipv4(data: bytes) -> FiveTuple | None:
     fragment_offset = struct.unpack_from(">H", data, 6)[0] & 0x1FFF
     if fragment_offset:
         return FiveTuple(src, dst, protocol)
-    return _with_ports(FiveTuple(src, dst, protocol), data, header)
+    return _with_ports(src, dst, protocol, data, header)
 
 
 def _ipv6(data: bytes) -> FiveTuple | None:
@@ -135,14 +135,16 @@ def _ipv6(data: bytes) -> FiveTuple | None:
         else:
             length = (data[offset + 1] + 1) * 8
         protocol, offset = following, offset + length
-    return _with_ports(FiveTuple(src, dst, protocol), data, offset)
+    return _with_ports(src, dst, protocol, data, offset)
 
 
-def _with_ports(bare: FiveTuple, data: bytes, offset: int) -> FiveTuple:
-    if bare.protocol not in PORTED or offset + 4 > len(data):
-        return bare
+def _with_ports(
+    src: IPAddress, dst: IPAddress, protocol: int, data: bytes, offset: int
+) -> FiveTuple:
+    if protocol not in PORTED or offset + 4 > len(data):
+        return FiveTuple(src, dst, protocol)
     sport, dport = _PORTS.unpack_from(data, offset)
-    return FiveTuple(bare.src, bare.dst, bare.protocol, sport, dport)
+    return FiveTuple(src, dst, protocol, sport, dport)
 
 
 __all__ = ["PORTED", "SCTP", "TCP", "UDP", "FiveTuple", "parse_ip_packet", "protocol_name"]

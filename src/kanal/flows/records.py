@@ -101,10 +101,12 @@ class Decision:
     isolating: tuple[PolicyKey, ...] = ()
     fail_closed: bool = False
     log_id: str | None = None
+    allowed: bool = field(init=False, repr=False, compare=False)
+    """`outcome.allows and not fail_closed`, computed once: every record asks it several
+    times on its way to the store (and an enum's hash is Python code)."""
 
-    @property
-    def allowed(self) -> bool:
-        return self.outcome.allows and not self.fail_closed
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", self.outcome.allows and not self.fail_closed)
 
     @property
     def verdict(self) -> Verdict:

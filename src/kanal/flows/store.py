@@ -28,7 +28,6 @@ from kanal.flows.records import (
     FlowRecord,
     Peer,
     RuleRef,
-    Verdict,
 )
 from kanal.flows.stats import FlowTotals
 from kanal.flows.tables import FlowStoreError
@@ -46,13 +45,20 @@ def labels_key(labels: Mapping[str, str]) -> str:
 
 def record_counters(records: Iterable[FlowRecord]) -> Counter[CounterKey]:
     """What new records add: a flow per (node, direction, verdict), a hit per decision (and a
-    deny when it denied). Counted by plain tuples first: labels are encoded once per key."""
+    deny when it denied). Counted per decision object first (attribution shares them): labels
+    are encoded once per key."""
+    counts: Counter[tuple[str, int]] = Counter()  # (node, id of a decision object)
+    by_id: dict[int, Decision] = {}  # keeps each counted decision alive, so its id holds
+    for record in records:
+        decision = record.decision
+        by_id[id(decision)] = decision
+        counts[record.node, id(decision)] += 1
     flows: Counter[tuple[str, str, str]] = Counter()
     decisions: Counter[tuple[str, bool]] = Counter()
-    for record in records:
-        denied = record.verdict is Verdict.DENIED
-        flows[record.node, record.direction.value.lower(), record.verdict.value] += 1
-        decisions[tables.decision_key(record.decision), denied] += 1
+    for (node, ident), count in counts.items():
+        decision = by_id[ident]
+        flows[node, decision.direction.value.lower(), decision.verdict.value] += count
+        decisions[tables.decision_key(decision), not decision.allowed] += count
     found: Counter[CounterKey] = Counter()
     for (node, direction, outcome), count in flows.items():
         labels = labels_key({"node": node, "direction": direction, "verdict": outcome})
@@ -117,7 +123,7 @@ class FlowStore:
         src, dst, done = record.src, record.dst, record.completion
         return (
             None, record.time, self._string_id(record.node), decision,
-            int(record.verdict is Verdict.ALLOWED), tables.SOURCES.index(record.source),
+            int(record.decision.allowed), tables.SOURCES.index(record.source),
             record.protocol,
             src.ip, src.port, src.namespace, src.pod, src.node, self._labels_id(src),
             dst.ip, dst.port, dst.namespace, dst.pod, dst.node, self._labels_id(dst),
