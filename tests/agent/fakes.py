@@ -1,17 +1,18 @@
 """Test doubles for the agent: an in-memory datastore and a kernel that understands exactly what
-the agent sends (whole tables and element commands).
+the agent sends (whole tables, element commands, sets and chains declared and deleted).
 
 ```
 store = MemoryStore(); store.put([pod(...), netpol(...)])    one transaction = one revision
 kernel = FakeKernel(); agent = NodeAgent("n1", store, kernel)
-kernel.state() == table_state(table_text(expected ruleset))   structure text + elements
+kernel.state() == table_state(table_text(expected ruleset))   declarations + elements
 ```
 
-`FakeKernel` keeps a table as its structure (the text with every `elements = {...}` removed) and
-the elements of each set and map, so a sequence of loads and deltas can be compared with one
+`FakeKernel` keeps a table as its declarations (each set, map and chain with its lines, elements
+removed; in no order, as a listing of a patched table differs from a fresh one only in order)
+and the elements of each set and map, so a sequence of loads and deltas can be compared with one
 from-scratch table. Like nft it refuses to delete a missing element, to add a map key that is
-there with another verdict, and any element command when there is no table; `fail` makes the
-next calls raise.
+there with another verdict, any element command when there is no table, and to delete a chain
+or set still in use; `fail` makes the next calls raise.
 """
 
 from __future__ import annotations
@@ -130,20 +131,27 @@ def key_of(doc: Doc) -> ObjectRef:
 
 # -- kernel -----------------------------------------------------------------------------------
 
-_BLOCK = re.compile(r"^\t(set|map) (\S+) \{$")
+_BLOCK = re.compile(r"^\t(set|map|chain) (\S+) \{$")
 _ELEMENT_COMMAND = re.compile(r"^(add|delete) element inet kanal (\S+) \{ (.*) \}$")
+_DELETE = re.compile(r"^delete (chain|set) inet kanal (\S+)$")
+
+Structure = dict[str, tuple[str, ...]]
+"""A table's declarations without elements: `set x` / `map x` / `chain x` -> its lines."""
 
 
 @dataclass(frozen=True)
 class TableState:
-    structure: str
+    """A table as the kernel holds it: what a listing shows, whatever its order."""
+
+    structure: Structure
     sets: dict[str, frozenset[str]]
     maps: dict[str, dict[str, str]]
 
 
 def table_state(text: str) -> TableState:
-    """Split a table text (as `kanal.render.table_text` writes it) into structure and elements."""
-    structure: list[str] = []
+    """Split a table text (as `kanal.render.table_text` writes it) into declarations and
+    elements."""
+    structure: dict[str, list[str]] = {}
     sets: dict[str, set[str]] = {}
     maps: dict[str, dict[str, str]] = {}
     current: tuple[str, str] | None = None
@@ -152,10 +160,12 @@ def table_state(text: str) -> TableState:
         block = _BLOCK.match(line)
         if block:
             current = (block.group(1), block.group(2))
+            structure[f"{current[0]} {current[1]}"] = []
             if current[0] == "set":
                 sets.setdefault(current[1], set())
-            else:
+            elif current[0] == "map":
                 maps.setdefault(current[1], {})
+            continue
         stripped = line.strip()
         if stripped.startswith("elements = {"):
             body = stripped.removeprefix("elements = {").strip()
@@ -167,9 +177,10 @@ def table_state(text: str) -> TableState:
             if in_elements:
                 _add_elements(current, stripped, sets, maps)
             continue
-        structure.append(line)
+        if current is not None and line.startswith("\t\t"):
+            structure[f"{current[0]} {current[1]}"].append(stripped)
     return TableState(
-        "\n".join(structure),
+        {k: tuple(v) for k, v in structure.items()},
         {name: frozenset(v) for name, v in sets.items()},
         maps,
     )
@@ -197,9 +208,14 @@ def _add_elements(
 
 @dataclass
 class FakeKernel:
-    """A `Dataplane` that keeps the table as structure + elements (see the module docstring)."""
+    """A `Dataplane` that keeps the table as declarations + elements (module docstring).
 
-    structure: str | None = None
+    Deltas may declare new sets and chains (`table inet kanal { ... }`), edit elements and
+    delete chains and sets; like the kernel, a delta is all or nothing, and it refuses to
+    declare what exists, to delete a chain that a rule or map element still jumps to, or a set
+    that a rule still reads."""
+
+    structure: Structure | None = None
     sets: dict[str, set[str]] = field(default_factory=dict)
     maps: dict[str, dict[str, str]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
@@ -219,7 +235,7 @@ class FakeKernel:
         self.calls.append(("full", text))
         self._maybe_fail("full")
         state = table_state(text)
-        self.structure = state.structure
+        self.structure = dict(state.structure)
         self.sets = {k: set(v) for k, v in state.sets.items()}
         self.maps = {k: dict(v) for k, v in state.maps.items()}
 
@@ -228,28 +244,34 @@ class FakeKernel:
         self._maybe_fail("delta")
         if self.structure is None:
             raise DataplaneError("No such file or directory: no table")
-        sets = {k: set(v) for k, v in self.sets.items()}
-        maps = {k: dict(v) for k, v in self.maps.items()}
-        for line in text.splitlines():
-            match = _ELEMENT_COMMAND.match(line)
-            assert match, f"not an element command: {line!r}"
-            verb, name, body = match.groups()
-            _element_command(verb, name, _split(body), sets, maps)
-        self.sets, self.maps = sets, maps  # one transaction: all or nothing
+        work = _Table(dict(self.structure), {k: set(v) for k, v in self.sets.items()},
+                      {k: dict(v) for k, v in self.maps.items()})
+        lines = text.splitlines()
+        while lines:
+            line = lines.pop(0)
+            if line == "table inet kanal {":
+                end = lines.index("}")
+                work.declare(table_state("\n".join([line, *lines[: end + 1]])))
+                del lines[: end + 1]
+            elif match := _ELEMENT_COMMAND.match(line):
+                verb, name, body = match.groups()
+                _element_command(verb, name, _split(body), work.sets, work.maps)
+            elif match := _DELETE.match(line):
+                work.delete(*match.groups())
+            else:
+                raise AssertionError(f"not a command the agent sends: {line!r}")
+        self.structure, self.sets, self.maps = work.structure, work.sets, work.maps
 
     def read_current(self) -> KernelTable | None:
         self.calls.append(("read", ""))
         self._maybe_fail("read")
         if self.structure is None:
             return None
-        lines = self.structure.splitlines()
-        chains = sum(1 for line in lines if line.startswith("\tchain "))
-        rules = sum(
-            1 for line in lines
-            if line.startswith("\t\t")
-            and not line.strip().startswith(("type ", "comment ", "flags "))
-        )
-        return KernelTable(chains, rules, len(self.sets), sum(len(s) for s in self.sets.values()),
+        chains = [lines for key, lines in self.structure.items() if key.startswith("chain ")]
+        rules = sum(1 for lines in chains for line in lines
+                    if not line.startswith(("type ", "comment ", "flags ")))
+        return KernelTable(len(chains), rules, len(self.sets),
+                           sum(len(s) for s in self.sets.values()),
                            sum(len(m) for m in self.maps.values()))
 
     def close(self) -> None:
@@ -258,13 +280,51 @@ class FakeKernel:
     def state(self) -> TableState:
         assert self.structure is not None, "no table loaded"
         return TableState(
-            self.structure,
+            dict(self.structure),
             {k: frozenset(v) for k, v in self.sets.items()},
             {k: dict(v) for k, v in self.maps.items()},
         )
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.calls if kind != "read"]
+
+
+@dataclass
+class _Table:
+    """A delta's working copy of the table (committed only when every command succeeded)."""
+
+    structure: Structure
+    sets: dict[str, set[str]]
+    maps: dict[str, dict[str, str]]
+
+    def declare(self, state: TableState) -> None:
+        for key, lines in state.structure.items():
+            if key in self.structure:
+                raise DataplaneError(f"{key} exists (nft would append to it)")
+            self.structure[key] = lines
+        for name, elements in state.sets.items():
+            self.sets[name] = set(elements)
+        for name, entries in state.maps.items():
+            self.maps[name] = dict(entries)
+
+    def delete(self, kind: str, name: str) -> None:
+        key = f"{kind} {name}"
+        if key not in self.structure:
+            raise DataplaneError(f"No such file or directory: {key}")
+        del self.structure[key]
+        rules = [line for k, lines in self.structure.items() if k.startswith("chain ")
+                 for line in lines]
+        if kind == "chain":
+            target = re.compile(rf"\b(?:jump|goto) {re.escape(name)}(?![\w.-])")
+            if any(target.search(r) for r in rules) or any(
+                target.fullmatch(v) for m in self.maps.values() for v in m.values()
+            ):
+                raise DataplaneError(f"Device or resource busy: chain {name} is jumped to")
+        else:
+            lookup = re.compile(rf"@{re.escape(name)}(?![\w.-])")
+            if any(lookup.search(r) for r in rules):
+                raise DataplaneError(f"Device or resource busy: set {name} is read by a rule")
+            del self.sets[name]
 
 
 def _element_command(

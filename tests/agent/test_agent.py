@@ -121,17 +121,29 @@ def test_a_local_pod_with_verdicts_the_node_has_is_patched_without_a_render(
     assert harness.in_step()
 
 
-def test_a_local_pod_that_needs_a_new_dispatch_chain_is_rendered(
+def test_a_local_pod_that_needs_a_new_dispatch_chain_adds_it_in_a_delta_and_takes_it_away(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.step(SyncKind.RESYNC)
     renders = _count_renders(monkeypatch)
     harness.store.put([netpol("x/db-from-web", select(app="db"), ingress=[peer(app="web")])])
-    harness.step()
+    harness.step()  # no pod of the node has app=db: the policy adds nothing yet
     harness.store.put([pod("x/db", node="n1", ip="10.0.1.4", app="db")])
-    assert harness.step() == "load"  # the table gains a chain: one atomic reload
-    assert renders == ["n1", "n1"]
-    assert harness.agent.metrics.pod_changes.get("render") == 1
+    assert harness.step() == "delta"
+    assert harness.agent.status().last_sync.reason == "restructured"  # type: ignore[union-attr]
+    sent = harness.kernel.calls[-1][1]
+    assert sent.startswith("table inet kanal {\n\tset pods_ns-x-app-web_")  # its peers' set
+    assert "\n\tchain ingress_" in sent
+    assert "add element inet kanal ingress_pods_v4 { 10.0.1.4 : goto ingress_" in sent
+    assert renders == ["n1"]  # the policy's, not the pod's
+    assert harness.agent.metrics.pod_changes.get("local") == 1
+    assert harness.in_step()
+    harness.store.remove([ObjectRef("Pod", "x", "db")])
+    assert harness.step() == "delta"
+    sent = harness.kernel.calls[-1][1]
+    assert sent.index("delete element inet kanal ingress_pods_v4 { 10.0.1.4 }") < sent.index(
+        "delete chain inet kanal ingress_")
+    assert renders == ["n1"]
     assert harness.in_step()
 
 
@@ -258,9 +270,10 @@ def test_a_resync_repairs_a_table_changed_by_hand(harness: Harness) -> None:
     harness.step(SyncKind.RESYNC)
     structure = harness.kernel.structure
     assert structure is not None
-    harness.kernel.structure = "\n".join(
-        line for line in structure.splitlines() if "ct state invalid" not in line
-    )
+    harness.kernel.structure = {
+        key: tuple(line for line in lines if "ct state invalid" not in line)
+        for key, lines in structure.items()
+    }
     assert harness.step(SyncKind.RESYNC) == "load"
     assert harness.agent.status().last_sync.reason == "drift repaired"  # type: ignore[union-attr]
     assert harness.agent.metrics.drift_repairs.get() == 1

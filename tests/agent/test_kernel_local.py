@@ -1,10 +1,13 @@
 """A local pod's relabelling, patched by a real `kanal agent` (`kanal.agent.local`), reaches the
-kernel as an element delta that the kernel accepts, changes which real TCP connections succeed,
-and leaves exactly the table a restarted agent loads from scratch.
+kernel as one delta that the kernel accepts (element changes, or new chains and sets and unused
+ones deleted), changes which real TCP connections succeed, and leaves the table a restarted
+agent loads from scratch (the same sets, chains and elements; a chain added later is listed
+after the others).
 
     node n0:  x/client (10.244.1.2)   x/web (10.244.1.3)   x/other (10.244.1.4)
     NetworkPolicy x/deny          every pod of x: ingress isolated
     NetworkPolicy x/allow-client  app=web: ingress from app=client
+    NetworkPolicy x/allow-web     app=db: ingress from app=web (no db pod at first)
 """
 
 from __future__ import annotations
@@ -60,6 +63,13 @@ class World:
                                     revision=revision)
         return dict(status["last_sync"])
 
+    def probe(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        """TCP to port 80 for each (from, to) role pair: connected?"""
+        by_role = dict(zip(ROLES, self.lab.pods, strict=True))
+        results = probe_many([Probe(by_role[a].netns, by_role[b].ip, PORT, Protocol.TCP)
+                              for a, b in pairs], timeout_s=0.5)
+        return [r.connected for r in results]
+
     def connects(self) -> dict[str, bool]:
         """From the client to each other pod on port 80: connected?"""
         client, *others = self.lab.pods
@@ -88,6 +98,7 @@ def world(netns_prefix: str, tmp_path: Path) -> Iterator[World]:
               for role, p in zip(ROLES, lab.pods, strict=True)),
             netpol("x/deny", {}, ingress=[]),
             netpol("x/allow-client", select(app="web"), ingress=[peer(app="client")]),
+            netpol("x/allow-web", select(app="db"), ingress=[peer(app="web")]),
         ])])
         yield World(lab, store, AgentSpec("n0", store.path, lab.nodes[0],
                                           extra=("--vxlan-port", "0")), tmp_path / "agent.log")
@@ -123,3 +134,55 @@ def test_a_patched_local_relabel_reaches_the_kernel_and_equals_a_fresh_load(
     assert status["last_sync"]["reason"].startswith("first load, replacing the table found")
     assert world.listing() == patched
     assert world.connects() == {"web": False, "other": True}
+
+
+def canonical(listing: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """`nft list table` as declaration -> (its lines, its elements sorted): what the kernel
+    holds, whatever order it lists declarations and elements in."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in listing.splitlines():
+        if line.startswith("\t") and not line.startswith("\t\t") and line.endswith("{"):
+            current = blocks[line.strip()] = []
+        elif line == "\t}":
+            current = None
+        elif current is not None:
+            current.append(line.strip())
+    found = {}
+    for header, lines in blocks.items():
+        text = " ".join(lines)
+        elements: tuple[str, ...] = ()
+        if "elements = {" in text:
+            before, _, rest = text.partition("elements = {")
+            body, _, after = rest.partition("}")
+            elements = tuple(sorted(e.strip() for e in body.split(",") if e.strip()))
+            text = before + after
+        found[header] = (tuple(text.split()), elements)
+    return found
+
+
+def test_relabels_that_add_and_remove_chains_and_sets_are_deltas_the_kernel_takes(
+    world: World,
+) -> None:
+    world.start()
+    fresh_start = canonical(world.listing())
+    pairs = [("web", "other"), ("client", "other"), ("web", "client"), ("client", "web")]
+    assert world.probe(pairs) == [False, False, False, True]
+
+    steps = [  # (pod, new app label, what the kernel must allow after it)
+        ("other", "db", [True, False, False, True]),  # allow-web's verdict comes, with its set
+        ("client", "db", [True, False, True, False]),  # deny's verdict loses its last pod
+        ("web", "plain", [False, False, False, False]),  # allow-client's goes, deny's comes
+    ]
+    for name, app, allowed in steps:
+        sync = world.relabel(name, app)
+        assert (sync["kind"], sync["reason"]) == ("delta", "restructured"), name
+        assert world.probe(pairs) == allowed, name
+
+    patched = canonical(world.listing())
+    assert patched != fresh_start
+    process.stop([world.pid])
+    status = world.start()  # a fresh agent renders from scratch and replaces the table
+    assert status["last_sync"]["reason"].startswith("first load, replacing the table found")
+    assert canonical(world.listing()) == patched
+    assert world.probe(pairs) == steps[-1][2]

@@ -17,7 +17,7 @@ from kanal.engine import PolicyEngine
 from kanal.model.parse import parse_documents
 from kanal.render import RenderOptions, Ruleset, render_node, table_text
 
-from .builders import Doc, anp, namespace, netpol, node, peer, pod, select
+from .builders import Doc, anp, banp, namespace, netpol, node, peer, pod, select
 from .fakes import FakeKernel, MemoryStore, key_of, table_state
 
 OPTIONS = RenderOptions(vxlan_port=None, log_group=7, pod_interfaces="cali")
@@ -57,11 +57,12 @@ def fresh(docs: Sequence[Doc]) -> Ruleset:
 
 
 class Run:
-    """A store with `CLUSTER` and `ANCHORS`, an agent on `LOCAL` and its fake kernel."""
+    """A store with `cluster` (default `CLUSTER` and `ANCHORS`), an agent on `LOCAL` and its
+    fake kernel."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster: Sequence[Doc] = (*CLUSTER, *ANCHORS)) -> None:
         self.store = MemoryStore()
-        self.store.put([*CLUSTER, *ANCHORS])
+        self.store.put(cluster)
         self.kernel = FakeKernel()
         self.agent = NodeAgent(LOCAL, self.store, self.kernel, options=OPTIONS)
         self.agent.catch_up()
@@ -71,6 +72,7 @@ class Run:
         """Catch up and sync; (kind, reason) of the write, after checking it is exact."""
         self.agent.catch_up()
         report = self.agent.sync()
+        assert report.reason != "delta refused", self.kernel.calls[-2][1]
         expected = fresh(list(self.store.objects.values()))
         assert self.agent.applied_ruleset == expected
         assert self.kernel.state() == table_state(table_text(expected))
@@ -110,6 +112,47 @@ def test_local_and_remote_pod_churn_keeps_the_from_scratch_ruleset(
             run.store.put([doc])
         if sync_now:
             run.step()
+
+
+KEYS = [f"{ns}/{name}" for ns in ("x", "y") for name in ("p", "q", "r", "s", "t")]
+WIDER = [  # more verdicts: egress port classes with a named port, the baseline tier
+    *CLUSTER,
+    netpol("x/fe-out", select(tier="fe"), egress=[peer({}, app="b")],
+           ports=[{"port": "dns", "protocol": "UDP"}, {"port": 80}]),
+    banp({"subject": {"namespaces": {}}, "egress": [{"name": "deny-c", "action": "Deny", "to": [
+        {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "c"}}}}]}]}),
+]
+
+
+@st.composite
+def own_address_pods(draw: st.DrawFn) -> Doc:
+    """A pod of `KEYS` with an address no other pod has (the structural path's case)."""
+    index = draw(st.integers(0, len(KEYS) - 1))
+    local = draw(st.integers(0, 4)) > 0
+    labels: Mapping[str, str] = draw(st.fixed_dictionaries({}, optional={
+        "app": st.sampled_from(["a", "b", "c"]), "tier": st.just("fe")}))
+    ip = None if draw(st.integers(0, 9)) == 0 else f"10.0.{1 if local else 2}.{index + 2}"
+    return pod(KEYS[index], node=LOCAL if local else "n2", ip=ip,
+               ports=draw(st.sampled_from([HTTP, DNS_HTTP, ()])), **labels)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.booleans(), own_address_pods(), st.integers(0, 3)), min_size=5,
+                max_size=30))
+def test_local_churn_that_makes_and_drops_verdicts_keeps_the_from_scratch_ruleset(
+    ops: list[tuple[bool, Doc, int]],
+) -> None:
+    """(delete?, pod, sync unless 0) steps with no anchors: verdicts gain their first pod and
+    lose their last all the time, so chains, sets and log entries come and go by patches."""
+    run = Run(WIDER)
+    for delete, doc, sync in ops:
+        if delete:
+            run.store.remove([key_of(doc)])
+        else:
+            run.store.put([doc])
+        if sync:
+            run.step()
+    run.step()
 
 
 def _count_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -153,17 +196,28 @@ STRUCTURAL = [
     ("the first pod of a new verdict", [pod("x/p", node=LOCAL, ip="10.0.1.2", app="c")]),
     ("the last pod of a verdict leaves", [pod("x/anchor-a", node=LOCAL, ip="10.0.1.100")]),
     ("the last pod of a verdict goes", [pod("y/anchor-fe", node="n2", ip="10.0.2.9", tier="fe")]),
-    ("the first IPv6 pod", [pod("x/p", node=LOCAL, ip=("10.0.1.2", "fd00::2"), app="a")]),
+    ("one verdict goes, another comes", [pod("x/anchor-a", node=LOCAL, ip="10.0.1.100", app="c")]),
 ]
 
 
 @pytest.mark.parametrize("docs", [d for _, d in STRUCTURAL], ids=[w for w, _ in STRUCTURAL])
-def test_a_local_change_that_changes_the_structure_is_rendered_and_reloaded(
+def test_a_local_change_that_changes_the_structure_is_patched_as_one_delta(
     docs: list[Doc], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = Run()
     renders = _count_renders(monkeypatch)
     run.store.put(docs)
+    assert run.step() == ("delta", "restructured")
+    assert renders == []
+    assert run.agent.metrics.pod_changes.get("local") == 1
+
+
+def test_the_first_ipv6_pod_changes_the_families_and_is_rendered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = Run()
+    renders = _count_renders(monkeypatch)
+    run.store.put([pod("x/p", node=LOCAL, ip=("10.0.1.2", "fd00::2"), app="a")])
     assert run.step() == ("load", "structure changed")
     assert renders == ["render"]
     assert run.agent.metrics.pod_changes.get("render") == 1

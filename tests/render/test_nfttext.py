@@ -9,14 +9,17 @@ import pytest
 
 from kanal.model.objects import Direction, Manifests, Protocol
 from kanal.render import (
+    Ruleset,
     delta_text,
     only_elements_differ,
+    patch_text,
     plan_update,
     render_node,
     rule_text,
     table_text,
 )
 from kanal.render.ir import Rule
+from kanal.render.names import SetName
 
 from .builders import allow_from, cluster, deny_all, engine_of, namespace, pod, pods_in, sel, tcp
 
@@ -138,3 +141,48 @@ def test_ports_of_every_protocol_render_with_their_protocol_keyword() -> None:
         )),))
         text = table_text(render_node(engine_of(replace(m, policies=(policy,))), "n1"))
         assert f"vmap {{ {keyword} . 80 : jump npport_in_" in text
+
+
+def _all_names(ruleset: Ruleset) -> set[SetName]:
+    return {s.name for s in ruleset.sets} | {m.name for m in ruleset.maps}
+
+
+def test_patch_text_declares_what_comes_and_deletes_what_goes_callers_first() -> None:
+    """The last local pod of a policy leaves: its dispatch chain, the port class chain, the
+    policy's chain and its peers' set go, in that order; back again, they are declared in one
+    block before the map entry that enters them."""
+    with_web = render_node(engine_of(BASE), "n1")
+    without = render_node(engine_of(replace(BASE, pods=BASE.pods[1:])), "n1")
+    gone = patch_text(with_web, without, changed=_all_names(with_web)).splitlines()
+    dispatch = next(c.name for c in with_web.chains if c.name.startswith("ingress_"))
+    port_class = next(c.name for c in with_web.chains if c.name.startswith("npport_"))
+    assert gone == [
+        "delete element inet kanal ingress_pods_v4 { 10.244.1.2 }",
+        f"delete chain inet kanal {dispatch}",
+        f"delete chain inet kanal {port_class}",
+        "delete chain inet kanal np_x_web_in",
+        f"delete set inet kanal {next(s.name for s in with_web.sets)}",
+    ]
+    came = patch_text(without, with_web, changed=_all_names(with_web))
+    block = table_text(replace(with_web, sets=with_web.sets, maps=(), chains=tuple(
+        c for c in with_web.chains if c.hook is None)))
+    entry = f"add element inet kanal ingress_pods_v4 {{ 10.244.1.2 : goto {dispatch} }}\n"
+    assert came == block + entry
+
+
+def test_patch_text_leaves_sets_and_maps_not_named_changed_alone() -> None:
+    old = render_node(engine_of(BASE), "n1")
+    new = render_node(engine_of(_with_pods(BASE, pod("y", "client-2", "10.244.2.9"))), "n1")
+    assert patch_text(old, new, changed=set()) == ""
+    assert patch_text(old, new, changed=_all_names(new)) == delta_text(old, new)
+
+
+def test_patch_text_refuses_a_chain_whose_content_changed() -> None:
+    old = render_node(engine_of(BASE), "n1")
+    new = render_node(engine_of(replace(BASE, policies=(allow_from(
+        "x", "web", subject=sel(app="web"), peers=[pods_in("y")], ports=[tcp(81)]),))), "n1")
+    with pytest.raises(ValueError, match="chain np_x_web_in of node `n1` changed"):
+        patch_text(old, new, changed=_all_names(new))
+    v6 = render_node(engine_of(_with_pods(BASE, pod("x", "web-6", "fd00::2", app="web"))), "n1")
+    with pytest.raises(ValueError, match="changed its frame"):
+        patch_text(old, v6, changed=_all_names(v6))

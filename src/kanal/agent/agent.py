@@ -4,14 +4,17 @@
 store ──Mirror.sync──► events ──EngineFeed──► PolicyEngine          (incremental, every event)
                                    │
                                    ├─ remote pod change ──SetPatcher──► desired ruleset (patched)
-                                   ├─ local pod change, structure kept ──LocalPatcher──► (patched:
-                                   │    sets as for a remote pod + its verdict-map entries)
+                                   ├─ local pod change ──LocalPatcher──► (patched: sets as for a
+                                   │    remote pod + its verdict-map entries + the chains, sets
+                                   │    and log entries its verdicts add or leave unused)
                                    └─ anything else ──► desired = None (render from scratch)
 BoundedFrequencyRunner ──► sync(CHANGES | RESYNC):
    desired ← render_node(engine, node) if None or RESYNC, then quarantine(rejected local pods)
              (render_with_dispatch: the LocalPatcher starts from each local pod's verdicts)
    RESYNC or kernel unknown ──► read_current (drift?) ──► apply_full    (atomic replace)
-   only patched sets/maps changed ──► delta_text of those ──► apply_delta   (reason `patched`)
+   only patched ──► patch_text: new sets and chains, the patched sets' and maps' elements,
+                    unused chains and sets deleted; one transaction ──► apply_delta
+                    (reason `patched`, or `restructured` when chains or sets came or went)
    else plan_update(applied, desired) ──► delta, or apply_full when the structure changed
    a refused delta ──► apply_full;  success ──► applied = desired, revision recorded
 ```
@@ -48,7 +51,7 @@ from typing import Any
 from kanal.engine import PolicyEngine
 from kanal.errors import DataplaneError
 from kanal.model.objects import IPAddress
-from kanal.render import RenderOptions, Ruleset, delta_text, plan_update, table_text
+from kanal.render import RenderOptions, Ruleset, patch_text, plan_update, table_text
 from kanal.render.names import SetName
 from kanal.render.partial import render_with_dispatch
 from kanal.store.api import Datastore, Event, EventType, Revision
@@ -161,6 +164,8 @@ class NodeAgent:
         """The sets and maps patched since the last kernel write."""
         self._rendered = True
         """Whether `_desired` was rendered (not only patched) since the last kernel write."""
+        self._restructured = False
+        """Whether a patch since the last kernel write added or removed chains or sets."""
         self._applied: Ruleset | None = None
         """What the kernel holds as far as this agent wrote it; None: unknown."""
         self._known_problems: frozenset[str] = frozenset()
@@ -256,6 +261,7 @@ class NodeAgent:
             return
         self._desired, changed = patched
         self._patched |= changed
+        self._restructured |= path == "local" and self._local.structural
 
     def _rebuild(self) -> None:
         """A fresh engine from the mirror's objects (the from-scratch path)."""
@@ -307,7 +313,7 @@ class NodeAgent:
 
     def _render(self) -> Ruleset:
         ruleset, dispatch = render_with_dispatch(self._engine, self.node, self.options)
-        self._local.reset(dispatch)
+        self._local.reset(ruleset, dispatch)
         return quarantine(ruleset, self._rejected_local(), node=self.node)
 
     def _rejected_local(self) -> list[tuple[str, str, tuple[IPAddress, ...]]]:
@@ -327,7 +333,8 @@ class NodeAgent:
                 self.metrics.resyncs.inc()
             return "load", reason
         if not self._rendered:
-            text, how = _patched_delta(applied, desired, self._patched), "patched"
+            text = patch_text(applied, desired, changed=self._patched)
+            how = "restructured" if self._restructured else "patched"
         else:
             how = "rendered"
             plan = plan_update(applied, desired)
@@ -366,6 +373,7 @@ class NodeAgent:
 
     def _succeeded(self, report: SyncReport, desired: Ruleset) -> None:
         self._applied, self._patched, self._rendered = desired, set(), False
+        self._restructured = False
         problems = tuple(desired.problems)
         self._log_problems(problems)
         m = self.metrics
@@ -418,20 +426,6 @@ class NodeAgent:
         """The loop could not read the store (the table stays as it is)."""
         log.warning("node `%s`: cannot read the store: %s", self.node, exc)
         self._failed("store", exc)
-
-
-def _patched_delta(applied: Ruleset, desired: Ruleset, names: set[SetName]) -> str:
-    """The element commands for the sets and maps in `names` only (the rest is known not to
-    differ)."""
-    if not names:
-        return ""
-
-    def only(ruleset: Ruleset) -> Ruleset:
-        return replace(ruleset, sets=tuple(s for s in ruleset.sets if s.name in names),
-                       maps=tuple(m for m in ruleset.maps if m.name in names), chains=(),
-                       problems=())
-
-    return delta_text(only(applied), only(desired))
 
 
 def _first_load_reason(current: KernelTable | None) -> str:

@@ -1,31 +1,35 @@
 """LocalPatcher: keep a node's ruleset current for a *local* pod's change without rendering it.
 
 Why: a local pod's label change used to re-render the node (at 10k pods / 1k policies about
-200 ms, 372 ms p99 label → kernel), while most such changes move the pod between dispatch
-verdicts the node already has, or keep its verdicts: only element changes reach the kernel.
-
-A from-scratch render's structure (chains, set declarations, log entries) is what the *distinct*
-dispatch verdicts of the node's local pods reach (`kanal.render.partial`): every local pod's
-verdicts are rendered, with or without an address. So a change may be patched when no verdict
-gains its first local pod or loses its last one:
+200 ms, 372 ms p99 label → kernel). A render's structure (chains, set declarations, log
+entries) is what the dispatch verdicts of the node's local pods reach (`kanal.render.reach`):
+every local pod's verdicts are rendered, with or without an address, and the renderer keeps only
+what its roots reach. So one pod's change is the difference of what its old and new verdicts
+keep in the table, whether or not the structure changes:
 
 ```
 record: local pod -> Dispatch (from the last render, kept up to date by every patch)
 users:  (direction, verdict) -> how many local pods have it
+reach:  chain, set, log id -> how many live verdicts (and base chains) reach it
 
 local pod added / changed / deleted (or moved to or from this node)
-  new pod local ──► pod_fragment: its new verdicts, and every chain, set and log entry they
-                    need must already be in the ruleset identically
-  users after == users before, as a set (no verdict appears or disappears)
+  new pod local ──► pod_fragment: its new verdicts and what they reach (chains, sets, log
+                    entries); same-named chains and log entries must equal the ruleset's
+  verdicts gaining their first local pod / losing their last ──► ReachCount.plan:
+      items no live root reached before: added (chains and log entries from the fragment,
+      sets materialised from the engine, only those);  items no root reaches after: removed
   ──► SetPatcher: its addresses in selector and named-port sets (exactly as for a remote pod)
-  ──► verdict maps: old addresses' entries out, new addresses' entries in (canonical order)
-  anything else ──► None: render from scratch (a structural change is a table reload anyway)
+  ──► local pod sets (the pod guard), verdict maps: old entries out, new entries in
+  ──► restructured: chains, sets and log entries out and in, where a render puts them
+  anything else ──► None: render from scratch
 ```
 
 The preconditions the agent checks first are those of the remote path (`incremental.exclusive`:
 the cluster's address families stay, no address involved is shared). Besides, a ruleset with
-problems is never patched: their order follows the render's order over pods, and quarantined
-pods are among them. The property tests compare every patched ruleset with `render_node`.
+problems is never patched (their order follows the render's order over pods, and quarantined
+pods are among them), and neither is a change whose fragment has problems. The property tests
+compare every patched ruleset with `render_node`; `kanal.render.patch_text` writes the kernel
+transaction.
 
 This module does not talk to the kernel and does not decide when to render.
 """
@@ -36,14 +40,15 @@ import ipaddress
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from kanal.engine import PolicyEngine
 from kanal.model.objects import Direction, Pod, PodKey
-from kanal.render import RenderOptions, Ruleset, VerdictMap, names
+from kanal.render import Chain, LogEntry, NamedSet, RenderOptions, Ruleset, VerdictMap, names
 from kanal.render.guard import guard_elements
-from kanal.render.names import SetName
-from kanal.render.partial import DIRECTIONS, Dispatch, pod_fragment
+from kanal.render.names import ChainName, SetName
+from kanal.render.partial import DIRECTIONS, Dispatch, PodFragment, pod_fragment, restructured
+from kanal.render.reach import Item, ReachCount, verdict_target
 from kanal.render.ruleset import map_name
 
 from .feed import PodChange
@@ -59,8 +64,27 @@ def is_local(change: PodChange, node: str) -> bool:
     return any(p is not None and p.node_name == node for p in (change.old, change.new))
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a patch does, computed before anything is changed."""
+
+    before: Dispatch | None
+    after: Dispatch | None
+    gained: tuple[Use, ...]
+    lost: tuple[Use, ...]
+    counts: Counter[Item]
+    chains: tuple[Chain, ...] = ()
+    sets: tuple[NamedSet, ...] = ()
+    log: tuple[LogEntry, ...] = ()
+    removed: tuple[Item, ...] = ()
+
+    @property
+    def structural(self) -> bool:
+        return bool(self.chains or self.sets or self.log or self.removed)
+
+
 class LocalPatcher:
-    """Patches rulesets for local pod changes that keep the node's structure (module doc)."""
+    """Patches rulesets for local pod changes (see the module docstring)."""
 
     def __init__(self, node: str, options: RenderOptions, sets: SetPatcher) -> None:
         self.node = node
@@ -68,24 +92,29 @@ class LocalPatcher:
         self._sets = sets
         self._dispatch: dict[PodKey, Dispatch] | None = None
         self._users: Counter[Use] = Counter()
+        self._reach = ReachCount()
         self.why_not = ""
         """Why the last `patch` returned None (for the agent's debug log and the tests)."""
+        self.structural = False
+        """Whether the last successful `patch` added or removed chains, sets or log entries."""
 
-    def reset(self, dispatch: dict[PodKey, Dispatch]) -> None:
-        """Start from a fresh render's local verdicts (`render_with_dispatch`)."""
+    def reset(self, ruleset: Ruleset, dispatch: dict[PodKey, Dispatch]) -> None:
+        """Start from a fresh render and its local verdicts (`render_with_dispatch`)."""
         self._dispatch = dict(dispatch)
         self._users = Counter(use for d in dispatch.values() for use in d.verdicts())
+        roots = [c.name for c in ruleset.chains if c.hook is not None]
+        roots += [t for _, v in self._users if (t := verdict_target(v))]
+        self._reach.reset(roots, {c.name: c for c in ruleset.chains})
 
     def patch(
         self, ruleset: Ruleset, change: PodChange, *, engine: PolicyEngine
     ) -> tuple[Ruleset, set[SetName]] | None:
         """The ruleset after `change` (the engine already has it) and the names of the sets and
-        maps that changed; None when only a render can say (`why_not` says why)."""
-        found = self._plan(ruleset, change, engine)
-        if isinstance(found, str):
-            self.why_not = found
+        maps whose elements changed; None when only a render can say (`why_not` says why)."""
+        plan = self._plan(ruleset, change, engine)
+        if isinstance(plan, str):
+            self.why_not = plan
             return None
-        before, after = found
         patched = self._sets.patch(ruleset, change)
         if patched is None:
             self.why_not = "the sets do not hold the pod's old entries"
@@ -97,18 +126,22 @@ class LocalPatcher:
                 self.why_not = "the local pod sets do not hold the pod's old addresses"
                 return None
             ruleset, changed = guarded[0], changed | guarded[1]
-        maps = _map_edits(ruleset, change, before, after)
+        maps = _map_edits(ruleset, change, plan.before, plan.after)
         if maps is None:
             self.why_not = "the verdict maps do not hold the pod's old entries"
             return None
         ruleset = replace(ruleset, maps=tuple(maps[0]))
-        self._commit(change, before, after)
-        return ruleset, changed | maps[1]
+        if plan.structural:
+            ruleset = restructured(ruleset, chains=plan.chains, sets=plan.sets, log=plan.log,
+                                   removed=plan.removed)
+        self._commit(change, plan)
+        structure = {SetName(n) for kind, n in plan.removed if kind == "set"}
+        structure |= {s.name for s in plan.sets}  # a set gone and back: its elements may differ
+        return ruleset, changed | maps[1] | structure
 
-    def _plan(
-        self, ruleset: Ruleset, change: PodChange, engine: PolicyEngine
-    ) -> tuple[Dispatch | None, Dispatch | None] | str:
-        """The pod's verdicts before and after, or why the change cannot be patched."""
+    def _plan(self, ruleset: Ruleset, change: PodChange, engine: PolicyEngine) -> _Plan | str:
+        """What the change does to the pod's verdicts and the structure, or why it cannot be
+        patched."""
         if self._dispatch is None:
             return "no render to start from"
         if ruleset.problems:
@@ -117,42 +150,78 @@ class LocalPatcher:
         before = self._dispatch.get(old.key) if old is not None else None
         if old is not None and before is None:
             return f"no verdicts recorded for `{old.key}`"
-        after = None
+        fragment = None
         if new is not None:
             fragment = pod_fragment(engine, new, node=self.node, options=self.options)
-            missing = fragment.missing_from(ruleset)
-            if missing:
-                return f"`{new.key}` needs what the ruleset lacks: {', '.join(missing[:3])}"
-            after = fragment.dispatch
-        appears = self._structure_change(before, after)
-        if appears:
-            return appears
-        return before, after
+        after = fragment.dispatch if fragment is not None else None
+        gained, lost = self._use_changes(before, after)
+        if new is not None and fragment is not None:
+            # verdicts kept: everything they reach is there; else only what is there is checked
+            wrong = fragment.conflicts(ruleset) if gained or lost else fragment.missing_from(
+                ruleset)
+            if wrong:
+                return f"`{new.key}` does not fit the ruleset: {', '.join(wrong[:3])}"
+        plan = self._structure(ruleset, fragment, gained=gained, lost=lost, engine=engine)
+        if isinstance(plan, str):
+            return plan
+        return replace(plan, before=before, after=after)
 
     def _local(self, pod: Pod | None) -> Pod | None:
         return pod if pod is not None and pod.node_name == self.node else None
 
-    def _structure_change(self, before: Dispatch | None, after: Dispatch | None) -> str:
-        """"" when every verdict keeps some local pod and none gains its first."""
+    def _use_changes(
+        self, before: Dispatch | None, after: Dispatch | None
+    ) -> tuple[tuple[Use, ...], tuple[Use, ...]]:
+        """The verdicts that gain their first local pod, and those that lose their last."""
         delta: Counter[Use] = Counter()
         delta.subtract(before.verdicts() if before else ())
         delta.update(after.verdicts() if after else ())
-        for use, step in delta.items():
-            count = self._users[use]
-            if (count > 0) != (count + step > 0):
-                what = "loses its last" if step < 0 else "gains its first"
-                return f"{use[0].value.lower()} verdict `{use[1]}` {what} local pod"
-        return ""
+        gained = tuple(u for u, step in delta.items() if step > 0 and self._users[u] == 0)
+        lost = tuple(u for u, step in delta.items() if step < 0 and self._users[u] + step == 0)
+        return gained, lost
 
-    def _commit(self, change: PodChange, before: Dispatch | None, after: Dispatch | None) -> None:
+    def _structure(
+        self, ruleset: Ruleset, fragment: PodFragment | None, *, gained: tuple[Use, ...],
+        lost: tuple[Use, ...], engine: PolicyEngine,
+    ) -> _Plan | str:
+        """The items that come (from the fragment) and go with the verdicts gained and lost."""
+        empty = _Plan(None, None, gained, lost, Counter())
+        if not gained and not lost:
+            return empty
+        chains = {c.name: c for c in ruleset.chains}
+        known = set(chains)
+        chains.update((c.name, c) for c in (fragment.chains if fragment else ()))
+        counts, added, removed = self._reach.plan(
+            _targets(gained), _targets(lost), chains
+        )
+        new_chains = [chains[ChainName(n)] for kind, n in added if kind == "chain"]
+        if any(c.name in known for c in new_chains):
+            return "a chain no verdict reached is still in the ruleset"
+        new_sets = sorted(SetName(n) for kind, n in added if kind == "set")
+        materialised = fragment.sets(engine, new_sets) if fragment and new_sets else ()
+        new_log = [e for e in (fragment.log if fragment else ()) if ("log", e.id) in added]
+        if len(materialised) != len(new_sets) or len(new_log) != sum(
+            1 for kind, _ in added if kind == "log"
+        ):
+            return "the pod's fragment does not hold every set and log entry it reaches"
+        return replace(empty, counts=counts, chains=tuple(new_chains),
+                       sets=tuple(materialised), log=tuple(new_log), removed=tuple(removed))
+
+    def _commit(self, change: PodChange, plan: _Plan) -> None:
         assert self._dispatch is not None
-        self._users.subtract(before.verdicts() if before else ())
-        self._users.update(after.verdicts() if after else ())
+        self._users.subtract(plan.before.verdicts() if plan.before else ())
+        self._users.update(plan.after.verdicts() if plan.after else ())
         self._users = +self._users
-        if before is not None and change.old is not None:
+        self._reach.commit(plan.counts)
+        self.structural = plan.structural
+        if plan.before is not None and change.old is not None:
             del self._dispatch[change.old.key]
-        if after is not None and change.new is not None:
-            self._dispatch[change.new.key] = after
+        if plan.after is not None and change.new is not None:
+            self._dispatch[change.new.key] = plan.after
+
+
+def _targets(uses: Iterable[Use]) -> list[ChainName]:
+    return [t for _, verdict in uses if (t := verdict_target(verdict))]
 
 
 def _guard_edits(

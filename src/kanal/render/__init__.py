@@ -2,7 +2,8 @@
 
 `render_node(engine, node)` builds the IR (`Ruleset`) of one node's `table inet kanal`;
 `table_text` writes it for an atomic load, `plan_update` / `delta_text` turn two renders into
-set-element commands when only memberships changed. See `kanal.render.ruleset` for the chain and
+set-element commands when only memberships changed, and `patch_text` adds and removes whole
+chains and sets besides. See `kanal.render.ruleset` for the chain and
 tier design.
 """
 
@@ -11,6 +12,7 @@ from kanal.render.nfttext import (
     Update,
     delta_text,
     only_elements_differ,
+    patch_text,
     plan_update,
     rule_text,
     table_text,
@@ -29,6 +31,7 @@ __all__ = [
     "VerdictMap",
     "delta_text",
     "only_elements_differ",
+    "patch_text",
     "plan_update",
     "render_node",
     "rule_text",

@@ -28,13 +28,18 @@ and does not touch the verdict maps: `kanal.agent.local` does that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import insort
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 from kanal.engine import PolicyEngine
 from kanal.model.objects import Direction, Pod, PodKey
-from kanal.render.ir import Chain, LogEntry, Ruleset
+from kanal.render import names
+from kanal.render.ir import Chain, LogEntry, NamedSet, Ruleset
 from kanal.render.names import SetName
+from kanal.render.reach import Item, verdict_target
 from kanal.render.ruleset import RenderOptions, _NodeRenderer
+from kanal.render.sets import SetCatalog
 
 DIRECTIONS = (Direction.EGRESS, Direction.INGRESS)
 
@@ -75,14 +80,30 @@ def render_with_dispatch(
 
 @dataclass(frozen=True, slots=True)
 class PodFragment:
-    """What one pod's verdicts make a render hold: chains (opaque), demanded set names, log
-    entries, and the problems met on the way."""
+    """What one pod's verdicts make a render hold (what they reach, `kanal.render.reach`):
+    chains (opaque), set names, log entries, and the problems met on the way; `catalog`
+    materialises its sets."""
 
     dispatch: Dispatch
     chains: tuple[Chain, ...]
     set_names: tuple[SetName, ...]
     log: tuple[LogEntry, ...]
     problems: tuple[str, ...]
+    catalog: SetCatalog = field(compare=False, repr=False, default_factory=SetCatalog)
+
+    def sets(self, engine: PolicyEngine, names: Collection[SetName]) -> tuple[NamedSet, ...]:
+        """The fragment's sets named in `names`, with the engine's current elements."""
+        return self.catalog.materialize(engine, only=names)
+
+    def conflicts(self, ruleset: Ruleset) -> list[str]:
+        """What this fragment holds that `ruleset` holds otherwise under the same name, in
+        words, and its problems (empty: whatever the ruleset lacks can simply be added)."""
+        chains = {c.name: c for c in ruleset.chains}
+        log = {e.id: e for e in ruleset.log}
+        found = [f"chain {c.name}" for c in self.chains if chains.get(c.name, c) != c]
+        found += [f"log entry {e.id}" for e in self.log if log.get(e.id, e) != e]
+        found += [f"problem: {p}" for p in self.problems]
+        return found
 
     def missing_from(self, ruleset: Ruleset) -> list[str]:
         """What this fragment needs that `ruleset` does not hold identically, in words (empty:
@@ -105,14 +126,36 @@ def pod_fragment(
     computed by a renderer that renders nothing else (a few policy chains, no set elements)."""
     renderer = _NodeRenderer(engine, node, options or RenderOptions())
     dispatch = _dispatch(renderer, pod)
-    policy = [c for c in renderer.policy_chains.values() if c is not None]
+    kept = renderer.reached(t for _, v in dispatch.verdicts() if (t := verdict_target(v)))
     return PodFragment(
         dispatch,
-        chains=(*renderer.dispatch_chains.values(), *policy),
-        set_names=renderer.catalog.names(),
-        log=tuple(renderer.log.values()),
+        chains=tuple(c for name, c in renderer.chains().items() if name in kept.chains),
+        set_names=tuple(n for n in renderer.catalog.names() if n in kept.sets),
+        log=tuple(e for i, e in renderer.log.items() if i in kept.logs),
         problems=tuple(dict.fromkeys(renderer.problems)),
+        catalog=renderer.catalog,
     )
 
 
-__all__ = ["Dispatch", "PodFragment", "pod_fragment", "render_with_dispatch"]
+def restructured(
+    ruleset: Ruleset, *, chains: Sequence[Chain] = (), sets: Sequence[NamedSet] = (),
+    log: Sequence[LogEntry] = (), removed: Collection[Item] = (),
+) -> Ruleset:
+    """`ruleset` with the `removed` items gone and `chains`, `sets` and `log` entries added,
+    each where a from-scratch render puts it (base chains first, then `names.chain_order`;
+    sets by name; log entries by id). The caller says what comes and goes (`ReachCount`)."""
+    gone = {name for _, name in removed}
+    base = [c for c in ruleset.chains if c.hook is not None]
+    rest = [c for c in ruleset.chains if c.hook is None and c.name not in gone]
+    for chain in chains:
+        insort(rest, chain, key=lambda c: names.chain_order(c.name))
+    kept_sets = [s for s in ruleset.sets if s.name not in gone]
+    for named in sets:
+        insort(kept_sets, named, key=lambda s: s.name)
+    entries = [e for e in ruleset.log if e.id not in gone]
+    for entry in log:
+        insort(entries, entry, key=lambda e: e.id)
+    return replace(ruleset, chains=(*base, *rest), sets=tuple(kept_sets), log=tuple(entries))
+
+
+__all__ = ["Dispatch", "PodFragment", "pod_fragment", "render_with_dispatch", "restructured"]

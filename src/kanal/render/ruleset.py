@@ -40,6 +40,9 @@ protect: peers are set lookups and named ports are matched as `daddr . proto . d
 of the pods declaring that name, so they hold for any subject. Only a dispatch chain's port map
 and class chains depend on its group (ingress named ports). Chains and rules therefore grow with
 policies and distinct policy lists, never with pods; only set and map elements grow with pods.
+The table keeps only what its base chains and its local pods' dispatch verdicts reach
+(`kanal.render.reach`): no chain no packet enters, no set no rule reads, so what one pod's
+verdicts add to or leave in a table follows from those verdicts alone (`kanal.agent.local`).
 
 The two mark bits (`RenderOptions.allow_mark`, `pass_mark`) are owned by Kanal in the forward
 hook: every dispatch chain that reads them clears them first. Denied packets are dropped, never
@@ -67,6 +70,7 @@ from kanal.render.ir import Chain, Hook, LogEntry, Rule, Ruleset, VerdictMap
 from kanal.render.matches import FAMILY_KEYWORD, UnrenderableError, rule_matches
 from kanal.render.names import ChainName, LogId, SetName
 from kanal.render.network import NetworkTier
+from kanal.render.reach import Reached, reach, verdict_target
 from kanal.render.sets import ADDRESS_TYPE, SetCatalog
 
 VXLAN_PORT = 4789
@@ -147,7 +151,11 @@ class _NodeRenderer:
             for direction in (Direction.EGRESS, Direction.INGRESS)
             for family in self.families
         )
-        sets = [*self.catalog.materialize(self.engine)]
+        base = self._base_chains()
+        roots = [c.name for c in base]
+        roots += [t for v in self.group_verdicts.values() if (t := verdict_target(v))]
+        kept = self.reached(roots, base=base)
+        sets = [*self.catalog.materialize(self.engine, only=kept.sets)]
         if self.options.pod_interfaces is not None:
             sets = sorted([*sets, *guard_sets(local, self.families)], key=lambda s: s.name)
         return Ruleset(
@@ -155,8 +163,8 @@ class _NodeRenderer:
             families=self.families,
             sets=tuple(sets),
             maps=maps,
-            chains=(*self._base_chains(), *self._sorted_chains()),
-            log=tuple(self.log[i] for i in sorted(self.log)),
+            chains=(*base, *self._sorted_chains(kept.chains)),
+            log=tuple(self.log[i] for i in sorted(kept.logs)),
             log_group=self.options.log_group,
             problems=tuple(dict.fromkeys(self.problems)),
         )
@@ -338,10 +346,20 @@ class _NodeRenderer:
             chains.extend(_underlay_notrack(port))
         return chains
 
-    def _sorted_chains(self) -> list[Chain]:
+    def chains(self) -> dict[ChainName, Chain]:
+        """Every non-base chain built so far, by name."""
+        return {**self.dispatch_chains,
+                **{c.name: c for c in self.policy_chains.values() if c is not None}}
+
+    def reached(self, roots: Iterable[ChainName], *, base: Iterable[Chain] = ()) -> Reached:
+        """What `roots` reach among the chains built so far (and `base`): the table keeps only
+        that (`kanal.render.reach`), e.g. not the chain of a policy whose rules cannot match
+        the ports of the only group it selects."""
+        return reach(roots, {**self.chains(), **{c.name: c for c in base}})
+
+    def _sorted_chains(self, kept: set[ChainName]) -> list[Chain]:
         """Content-named chains, then policy chains, each by name (`names.chain_order`)."""
-        chains = [*self.dispatch_chains.values(),
-                  *(c for c in self.policy_chains.values() if c is not None)]
+        chains = [c for name, c in self.chains().items() if name in kept]
         return sorted(chains, key=lambda c: names.chain_order(c.name))
 
 

@@ -21,7 +21,7 @@ are named after their exact content, so they never change: different content, di
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from kanal.engine import PolicyEngine
@@ -147,9 +147,13 @@ class SetCatalog:
         """The names demanded so far, sorted (the sets `materialize` would build)."""
         return tuple(sorted(self._specs))
 
-    def materialize(self, engine: PolicyEngine) -> tuple[NamedSet, ...]:
+    def materialize(
+        self, engine: PolicyEngine, *, only: Collection[SetName] | None = None
+    ) -> tuple[NamedSet, ...]:
+        """The demanded sets (`only`: those of them named there) with their elements now."""
         source = ElementSource(engine)
-        return tuple(source.named_set(name, self._specs[name]) for name in sorted(self._specs))
+        return tuple(source.named_set(name, self._specs[name]) for name in sorted(self._specs)
+                     if only is None or name in only)
 
 
 class ElementSource:
