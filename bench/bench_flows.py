@@ -11,7 +11,9 @@
    The log id of each event is the one the node's table logs for explain's deciding step (the
    renderer's tests prove the table logs exactly that). The process collects garbage as the
    collector process does (`collector.tune_gc`).
-2. Store size per million flows: the ingested database's pages per record, times a million.
+2. Store size per million flows: the ingested database's pages per record, times a million,
+   for the warm and the cold run (every default deny's sentence names its pod pair: the store
+   keeps one pattern per decision and port, `tables.summary_pattern`).
 3. End to end (root): a 2-node minilab (tests/minilab.py) with tests/flows/cluster.py's
    policies rendered with a log group, one collector *process* per node
    (`collector_command`), UDP datagrams each from a new source port (a new connection, logged
@@ -371,14 +373,14 @@ def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
                          f"{args.batch})",
                          f"{result.rate:,.0f} msg/s ({result.events / result.cpu:,.0f} per "
                          "CPU-second)", "≥ 20k/s"))
-            if label == "warm":
+            if not conntrack:
                 size = FlowStore(result.store, create=False)
                 used = size.size_bytes()
                 size.close()
                 per_million = used / result.records * 1e6
                 on_disk = os.path.getsize(result.store)
-                rows.append((f"store size ({result.records:,} records: {used / 2**20:.1f} "
-                             f"MiB of pages, file {on_disk / 2**20:.1f} MiB)",
+                rows.append((f"store size, {label} ({result.records:,} records: "
+                             f"{used / 2**20:.1f} MiB of pages, file {on_disk / 2**20:.1f} MiB)",
                              f"{per_million / 2**20:,.0f} MiB per million flows", ""))
         if args.e2e:
             found = end_to_end(args.e2e, args.rate, directory)
