@@ -13,5 +13,6 @@ kernel (node netns)          flows
 ```
 
 `collector` is the per-node process (`python -m kanal.flows.collector`) that wires it;
-`source` reads the manifests it attributes with. Nothing is imported here.
+`source` reads the manifests it attributes with; `hubble` reads and writes Hubble's JSON flows
+(`kanal flows import --format hubble`, `-o hubble`). Nothing is imported here.
 """
