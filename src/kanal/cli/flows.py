@@ -90,7 +90,7 @@ def _command(subparsers: Any, name: str, run: Command, summary: str) -> argparse
 
 
 def _add_import(flows: argparse.ArgumentParser) -> None:
-    actions = flows.add_subparsers(dest="action", title="actions", metavar="import")
+    actions = flows.add_subparsers(dest="action", title="actions", metavar="[import]")
     parser = actions.add_parser(
         "import", help="store flows another tool recorded (Hubble's JSON lines)",
         description="Store the flows of FILE (- for standard input), all or none: a bad line "
