@@ -235,6 +235,7 @@ class NodeAgent:
             return
         if isinstance(change, PodChange):
             self._book.update(change.old, change.new)
+            self._local.observe(change.old, change.new)
         if self._feed.rejections != rejections:
             self._desired = None
         elif isinstance(change, PodChange):
@@ -313,7 +314,7 @@ class NodeAgent:
 
     def _render(self) -> Ruleset:
         ruleset, dispatch = render_with_dispatch(self._engine, self.node, self.options)
-        self._local.reset(ruleset, dispatch)
+        self._local.reset(ruleset, dispatch, engine=self._engine)
         return quarantine(ruleset, self._rejected_local(), node=self.node)
 
     def _rejected_local(self) -> list[tuple[str, str, tuple[IPAddress, ...]]]:

@@ -50,6 +50,7 @@ from kanal.render.names import ChainName, SetName
 from kanal.render.partial import DIRECTIONS, Dispatch, PodFragment, pod_fragment, restructured
 from kanal.render.reach import Item, ReachCount, verdict_target
 from kanal.render.ruleset import map_name
+from kanal.render.sets import port_name_index
 
 from .feed import PodChange
 from .incremental import SetPatcher, address_key, edited_set
@@ -93,18 +94,39 @@ class LocalPatcher:
         self._dispatch: dict[PodKey, Dispatch] | None = None
         self._users: Counter[Use] = Counter()
         self._reach = ReachCount()
+        self._declaring: dict[str, dict[PodKey, Pod]] | None = None
+        """Port name -> pods declaring it, cluster-wide: built from the engine at the first
+        render of it, then kept by `observe` (a pass over every pod takes longer than the rest
+        of a patch); `_indexed` is the engine it describes."""
+        self._indexed: PolicyEngine | None = None
         self.why_not = ""
         """Why the last `patch` returned None (for the agent's debug log and the tests)."""
         self.structural = False
         """Whether the last successful `patch` added or removed chains, sets or log entries."""
 
-    def reset(self, ruleset: Ruleset, dispatch: dict[PodKey, Dispatch]) -> None:
-        """Start from a fresh render and its local verdicts (`render_with_dispatch`)."""
+    def reset(
+        self, ruleset: Ruleset, dispatch: dict[PodKey, Dispatch], *, engine: PolicyEngine
+    ) -> None:
+        """Start from a fresh render of `engine` and its local verdicts
+        (`render_with_dispatch`)."""
         self._dispatch = dict(dispatch)
         self._users = Counter(use for d in dispatch.values() for use in d.verdicts())
         roots = [c.name for c in ruleset.chains if c.hook is not None]
         roots += [t for _, v in self._users if (t := verdict_target(v))]
         self._reach.reset(roots, {c.name: c for c in ruleset.chains})
+        if self._indexed is not engine:  # a new engine (the agent's first, or rebuilt)
+            self._declaring, self._indexed = port_name_index(engine.pods()), engine
+
+    def observe(self, old: Pod | None, new: Pod | None) -> None:
+        """Every pod change the engine takes, local or not (keeps the port name index)."""
+        if self._declaring is None:
+            return
+        if old is not None:
+            for name in {p.name for p in old.ports if p.name}:
+                self._declaring.get(name, {}).pop(old.key, None)
+        if new is not None:
+            for name in {p.name for p in new.ports if p.name}:
+                self._declaring.setdefault(name, {})[new.key] = new
 
     def patch(
         self, ruleset: Ruleset, change: PodChange, *, engine: PolicyEngine
@@ -198,7 +220,10 @@ class LocalPatcher:
         if any(c.name in known for c in new_chains):
             return "a chain no verdict reached is still in the ruleset"
         new_sets = sorted(SetName(n) for kind, n in added if kind == "set")
-        materialised = fragment.sets(engine, new_sets) if fragment and new_sets else ()
+        materialised: tuple[NamedSet, ...] = ()
+        if fragment and new_sets:
+            declaring = self._declaring if self._indexed is engine else None
+            materialised = fragment.sets(engine, new_sets, declaring=declaring)
         new_log = [e for e in (fragment.log if fragment else ()) if ("log", e.id) in added]
         if len(materialised) != len(new_sets) or len(new_log) != sum(
             1 for kind, _ in added if kind == "log"

@@ -39,7 +39,7 @@ from kanal.render.ir import Chain, LogEntry, NamedSet, Ruleset
 from kanal.render.names import SetName
 from kanal.render.reach import Item, verdict_target
 from kanal.render.ruleset import RenderOptions, _NodeRenderer
-from kanal.render.sets import SetCatalog
+from kanal.render.sets import PortNames, SetCatalog
 
 DIRECTIONS = (Direction.EGRESS, Direction.INGRESS)
 
@@ -91,9 +91,13 @@ class PodFragment:
     problems: tuple[str, ...]
     catalog: SetCatalog = field(compare=False, repr=False, default_factory=SetCatalog)
 
-    def sets(self, engine: PolicyEngine, names: Collection[SetName]) -> tuple[NamedSet, ...]:
-        """The fragment's sets named in `names`, with the engine's current elements."""
-        return self.catalog.materialize(engine, only=names)
+    def sets(
+        self, engine: PolicyEngine, names: Collection[SetName], *,
+        declaring: PortNames | None = None,
+    ) -> tuple[NamedSet, ...]:
+        """The fragment's sets named in `names`, with the engine's current elements
+        (`declaring`: the pods declaring each port name, if the caller keeps them)."""
+        return self.catalog.materialize(engine, only=names, declaring=declaring)
 
     def conflicts(self, ruleset: Ruleset) -> list[str]:
         """What this fragment holds that `ruleset` holds otherwise under the same name, in

@@ -21,13 +21,13 @@ are named after their exact content, so they never change: different content, di
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from kanal.engine import PolicyEngine
 from kanal.engine.ipranges import RangeSet
 from kanal.engine.selectors import EndpointSelector
-from kanal.model.objects import IPAddress, LabelSelector, Pod, Protocol
+from kanal.model.objects import IPAddress, LabelSelector, Pod, PodKey, Protocol
 from kanal.render import names
 from kanal.render.ir import NamedSet
 from kanal.render.names import SetName
@@ -148,20 +148,28 @@ class SetCatalog:
         return tuple(sorted(self._specs))
 
     def materialize(
-        self, engine: PolicyEngine, *, only: Collection[SetName] | None = None
+        self, engine: PolicyEngine, *, only: Collection[SetName] | None = None,
+        declaring: PortNames | None = None,
     ) -> tuple[NamedSet, ...]:
-        """The demanded sets (`only`: those of them named there) with their elements now."""
-        source = ElementSource(engine)
+        """The demanded sets (`only`: those of them named there) with their elements now
+        (`declaring`: see `ElementSource`)."""
+        source = ElementSource(engine, declaring=declaring)
         return tuple(source.named_set(name, self._specs[name]) for name in sorted(self._specs)
                      if only is None or name in only)
 
 
-class ElementSource:
-    """Computes set elements from the engine's pods and nodes, cluster-wide."""
+PortNames = Mapping[str, Mapping[PodKey, Pod]]
+"""Port name -> the engine's pods that declare it (a caller that keeps this index current
+spares `ElementSource` a pass over every pod)."""
 
-    def __init__(self, engine: PolicyEngine) -> None:
+
+class ElementSource:
+    """Computes set elements from the engine's pods and nodes, cluster-wide. `declaring`:
+    the pods declaring each port name, if the caller has them (else indexed on first use)."""
+
+    def __init__(self, engine: PolicyEngine, *, declaring: PortNames | None = None) -> None:
         self._engine = engine
-        self._by_port_name: dict[str, list[Pod]] | None = None
+        self._by_port_name: PortNames | None = declaring
 
     def named_set(self, name: SetName, spec: SetSpec) -> NamedSet:
         match spec:
@@ -206,28 +214,40 @@ class ElementSource:
                 yield from node.ips
 
     def _named_port_elements(self, port_name: str, family: int) -> tuple[str, ...]:
-        found: set[tuple[int, str, int]] = set()
+        """`address . proto . port` of every pod declaring `port_name`, ordered by address
+        value, protocol and port (each address formatted once)."""
+        found: dict[tuple[int, str, int], str] = {}
         for pod in self._pods_declaring(port_name):
-            for proto, proto_text in PROTOCOLS.items():
-                number = pod.named_port(port_name, proto)
-                if number is None:
-                    continue
-                found.update((int(ip), proto_text, number) for ip in pod.ips
-                             if ip.version == family)
-        return tuple(
-            f"{address(family, ip)} . {proto} . {port}"
-            for ip, proto, port in sorted(found)
-        )
+            ips = [ip for ip in pod.ips if ip.version == family]
+            if not ips:
+                continue
+            numbers: dict[Protocol, int] = {}
+            for port in pod.ports:  # the first of a name per protocol, as `Pod.named_port`
+                if port.name == port_name:
+                    numbers.setdefault(port.protocol, port.port)
+            for ip in ips:
+                value, shown = int(ip), str(ip)
+                found.update(((value, PROTOCOLS[proto], number), shown)
+                             for proto, number in numbers.items())
+        return tuple(f"{found[key]} . {key[1]} . {key[2]}" for key in sorted(found))
 
     def _pods_declaring(self, port_name: str) -> list[Pod]:
         if self._by_port_name is None:
-            index: dict[str, list[Pod]] = {}
-            for pod in self._engine.pods().values():
-                for name in {p.name for p in pod.ports if p.name}:
-                    index.setdefault(name, []).append(pod)
-            self._by_port_name = index
-        return self._by_port_name.get(port_name, [])
+            self._by_port_name = port_name_index(self._engine.pods())
+        return list(self._by_port_name.get(port_name, {}).values())
+
+
+def port_name_index(pods: Mapping[PodKey, Pod]) -> dict[str, dict[PodKey, Pod]]:
+    """Port name -> the pods of `pods` that declare it."""
+    index: dict[str, dict[PodKey, Pod]] = {}
+    for key, pod in pods.items():
+        for port in pod.ports:
+            if port.name:
+                index.setdefault(port.name, {})[key] = pod
+    return index
 
 
 def _addresses(ips: Iterable[IPAddress], family: int) -> tuple[str, ...]:
-    return tuple(str(ip) for ip in sorted({ip for ip in ips if ip.version == family}))
+    """By value, once each (sorting integers, not address objects, whose order is Python)."""
+    found = {int(ip): ip for ip in ips if ip.version == family}
+    return tuple(str(found[value]) for value in sorted(found))
