@@ -12,7 +12,8 @@ scale    generate.py cluster (10k pods / 1k policies) ─► one SQLite store �
          agent start → first table loaded; label changes (`store.update`, kubectl label), one
          at a time (`QUIET_S` apart, so the runner's min interval never delays them), of a
          pod on another node (the set-patch path), of a pod on this node (`app` removed and
-         put back: patched when the node keeps its chains, else a re-render), and of a pod on
+         put back: patched, with chains and sets added or removed when its verdicts gain
+         their first or lose their last local pod: `restructured`), and of a pod on
          this node moved into another local group of its namespace and back (the local patch
          path): write started → the agent's kernel transaction returned; the agent's RSS
 policy   a 2-node lab, client on node-1, server on node-2 behind a default deny:
@@ -66,6 +67,7 @@ from kanal.engine import PolicyEngine
 from kanal.engine.groups import GroupKey
 from kanal.lab.enforce import open_store
 from kanal.lab.lab import Lab
+from kanal.lab.plan import HOST_IFNAME_PREFIX
 from kanal.model.objects import Manifests, Pod
 from kanal.render import render_node
 from kanal.render.partial import render_with_dispatch
@@ -283,7 +285,8 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
         store.apply(cluster_documents(manifests))
         create_netns(netns)
         links.bring_up_loopback(netns)  # the agent serves /status on the node's 127.0.0.1
-        agent = AgentSpec(node, store.path, netns, extra=("--vxlan-port", "0"))
+        agent = AgentSpec(node, store.path, netns,  # the lab's veth prefix: guard sets kept
+                          extra=("--vxlan-port", "0", "--pod-interfaces", HOST_IFNAME_PREFIX))
         log_path = Path(directory) / "agent.log"
         try:
             started = time.monotonic()
@@ -316,7 +319,7 @@ def measure_scale(args: argparse.Namespace, prefix: str) -> list[Metric]:
                f"{size}: set-element delta, no re-render", remote_s, target=0.020,
                note=by_kind(remote_kinds)),
         Metric("label change → kernel updated (pod on this node, `app` removed/restored)",
-               f"{size}: patched when the node keeps its chains, else re-render + load",
+               f"{size}: patched; restructured when chains or sets come or go",
                local_s, target=0.020, note=by_kind(local_kinds)),
         Metric("label change → kernel updated (pod on this node, into another local group)",
                f"{size}: set + verdict-map element patch, no re-render", move_s, target=0.020,

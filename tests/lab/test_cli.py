@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from kanal.cli.lab import change_lines
 from kanal.cli.main import main
 from kanal.dataplane.netns import list_netns
+from kanal.lab.enforce import NodeUpdate
+from kanal.lab.lab import LabChange
 
 from .docs import deny_ingress, lab, namespace, pod, write
 
@@ -45,6 +48,21 @@ def test_invalid_manifests_exit_2_before_anything_is_built(tmp_path: Path, capsy
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(("updates", "summary"), [
+    ((NodeUpdate("node-1", "delta", reason="patched"), NodeUpdate("node-2", "unchanged")),
+     "set elements updated (node-1 delta, node-2 unchanged)"),
+    ((NodeUpdate("node-1", "delta", reason="restructured"), NodeUpdate("node-2", "delta")),
+     "chains and set elements updated (node-1 delta, node-2 delta)"),
+    ((NodeUpdate("node-1", "load", reason="structure changed"),),
+     "whole tables reloaded (node-1 load)"),
+], ids=["elements", "a chain added in place", "reloaded"])
+def test_a_change_says_how_it_reached_the_kernels(
+    updates: tuple[NodeUpdate, ...], summary: str
+) -> None:
+    assert change_lines(LabChange(updates=updates, elapsed_s=0.05)) == [
+        f"applied in 0.05 s: {summary}"]
+
+
 @pytest.mark.kernel
 def test_up_status_probe_apply_delete_down(
     netns_prefix: str, tmp_path: Path, capsys: Capsys
@@ -60,7 +78,7 @@ def test_up_status_probe_apply_delete_down(
         assert re.fullmatch(r"note: lab `demo` is up in \d+\.\d\d s: 2 nodes, 2 pods\n", err)
         p = netns_prefix
         header = "PODS  SERVERS  AGENT     LAST SYNC  RULES  ELEMENTS  COLLECTOR  FLOWS"
-        row = "1     running  ready r1  load r1    4      0         running    0"
+        row = "1     running  ready r1  load r1    8      1         running    0"  # pod guard
         assert out == f"""\
 lab demo: up, backend host-gw, ipam node, cluster 10.244.0.0/16, prefix {p}, state {state}
 

@@ -260,6 +260,8 @@ def change_lines(change: LabChange) -> list[str]:
     kinds = {u.kind for u in change.updates}
     tables = (
         "whole tables reloaded" if "load" in kinds
+        else "chains and set elements updated" if any(
+            u.reason == "restructured" for u in change.updates)
         else "set elements updated" if "delta" in kinds
         else "rules unchanged"
     )
