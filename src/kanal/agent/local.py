@@ -213,9 +213,8 @@ class LocalPatcher:
         chains = {c.name: c for c in ruleset.chains}
         known = set(chains)
         chains.update((c.name, c) for c in (fragment.chains if fragment else ()))
-        counts, added, removed = self._reach.plan(
-            _targets(gained), _targets(lost), chains
-        )
+        counts, came, removed = self._reach.plan(_targets(gained), _targets(lost), chains)
+        added = set(came)
         new_chains = [chains[ChainName(n)] for kind, n in added if kind == "chain"]
         if any(c.name in known for c in new_chains):
             return "a chain no verdict reached is still in the ruleset"
@@ -226,8 +225,7 @@ class LocalPatcher:
             materialised = fragment.sets(engine, new_sets, declaring=declaring)
         new_log = [e for e in (fragment.log if fragment else ()) if ("log", e.id) in added]
         if len(materialised) != len(new_sets) or len(new_log) != sum(
-            1 for kind, _ in added if kind == "log"
-        ):
+                1 for kind, _ in added if kind == "log"):
             return "the pod's fragment does not hold every set and log entry it reaches"
         return replace(empty, counts=counts, chains=tuple(new_chains),
                        sets=tuple(materialised), log=tuple(new_log), removed=tuple(removed))

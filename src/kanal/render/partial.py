@@ -3,27 +3,33 @@
 Why: the agent keeps a node's ruleset current for a *local* pod's change without rendering the
 node again (at 10k pods and 1k policies a render is about 150 ms, most of it materialising every
 set). A render's structure (chains, set declarations, log entries) is what the distinct dispatch
-verdicts of the node's local pods reach: a verdict names a content-addressed dispatch chain, and
-that chain, the chains it calls and the sets they demand follow from its name. So one pod's
-verdicts, and the chains, sets and log entries behind them, can be rendered alone:
+verdicts of the node's local pods reach (`kanal.render.reach`): a verdict names a
+content-addressed dispatch chain, and that chain, the chains it calls and the sets they read
+follow from its name. So one pod's verdicts, and the chains, sets and log entries behind them,
+can be rendered alone:
 
 ```
 render_with_dispatch(engine, node)  render_node's ruleset + each local pod's Dispatch (the
                                     verdicts that render computed; no extra work)
 pod_fragment(engine, pod, node=)    a fresh renderer asked for this pod only: its Dispatch and
-                                    every chain, set name, log entry and problem it produced
+                                    every chain, set name and log entry its verdicts reach, and
+                                    the problems met on the way
 fragment.missing_from(ruleset)      what the fragment needs that the ruleset does not hold
                                     identically (empty: its verdicts can be patched in)
+fragment.conflicts(ruleset)         what both hold under one name with different content
+fragment.sets(engine, names)        the fragment's sets of those names, elements included
+restructured(ruleset, chains=…)     chains, sets and log entries added and removed, each where
+                                    a from-scratch render puts it
 ```
 
 The renderer (`_NodeRenderer`) is used through a narrow surface: construct it, `render()`,
-`_dispatch_verdict(pod, direction)`, and read `dispatch_chains`, `policy_chains`, `log`,
-`problems` and `catalog`. Every chain it produced is opaque here: a name and its content,
-compared with the ruleset's chain of the same name by equality, so new kinds of chains inside
-the renderer need no change here.
+`_dispatch_verdict(pod, direction)`, `chains()`, `reached(roots)`, and read `log`, `problems`
+and `catalog`. Every chain it produced is opaque here: a name and its content, compared with the
+ruleset's chain of the same name by equality, so new kinds of chains inside the renderer need
+no change here.
 
-This module does not decide whether a change may be patched, does not materialise set elements
-and does not touch the verdict maps: `kanal.agent.local` does that.
+This module does not decide whether a change may be patched or what comes and goes, and does
+not touch the verdict maps: `kanal.agent.local` does that.
 """
 
 from __future__ import annotations
