@@ -123,8 +123,8 @@ def policy_any_chain(tier_prefix: str, key: str, direction: Direction) -> ChainN
 
 
 POLICY_CHAIN_PREFIXES = ("anp_", "banp_")
-"""The admin tiers' chains, named after their policy (`policy_chain`); every other non-base
-chain is content-named (dispatch, port class, any port)."""
+"""The admin tiers' chains (`policy_chain`), which sort after every other non-base chain: the
+content-named ones (dispatch, port class) and the NetworkPolicy chains (`np_…`), by name."""
 
 
 def chain_order(name: ChainName) -> tuple[bool, str]:
