@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,16 +59,45 @@ def spawn(spec: AgentSpec, log: Path) -> int:
     return spawn_detached(spec.argv(), log)
 
 
-def spawn_detached(argv: Sequence[str], log: Path) -> int:
+def spawn_detached(argv: Sequence[str], log: Path, *, truncate: bool = False) -> int:
     """Start `argv` in its own session, stdin from /dev/null, stdout and stderr appended to
-    `log`; its PID (also for the lab's other long-running processes, e.g. flow collectors)."""
+    `log` (`truncate`: written afresh); its PID (also for the lab's other long-running
+    processes: pod servers, flow collectors)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    mode = os.O_TRUNC if truncate else os.O_APPEND
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | mode, 0o644),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     return os.posix_spawn(argv[0], list(argv), os.environ, file_actions=actions, setsid=True)
+
+
+@dataclass(frozen=True, slots=True)
+class NotReady:
+    """Why `wait_ready_files` gave up: a process that exited first, or those still not ready."""
+
+    exited: str | None = None
+    late: tuple[str, ...] = ()
+
+
+def wait_ready_files(
+    started: Mapping[str, int], ready_file: Callable[[str], Path], *, timeout: float
+) -> NotReady | None:
+    """Wait until every started process (name -> PID) has written its ready file; None when
+    all did, else why not (the caller words the error: it knows what the processes are)."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(started)
+    while waiting:
+        for name, pid in list(waiting.items()):
+            if ready_file(name).exists():
+                del waiting[name]
+            elif not alive(pid):
+                return NotReady(exited=name)
+        if waiting and time.monotonic() > deadline:
+            return NotReady(late=tuple(waiting))
+        time.sleep(0.01)
+    return None
 
 
 def wait_ready(
@@ -117,15 +146,26 @@ def stop(pids: Iterable[int], *, timeout: float = STOP_TIMEOUT_S) -> list[int]:
 
 def owned_by(store: Path, pids: Sequence[int] | None = None) -> list[int]:
     """Running agents whose `--store` is `store` (by their command line)."""
-    candidates = pids if pids is not None else [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    candidates = pids if pids is not None else all_pids()
     return [pid for pid in candidates if _store_of(pid) == str(store) and alive(pid)]
 
 
-def _store_of(pid: int) -> str | None:
+def all_pids() -> list[int]:
+    """Every process of the machine's PID namespace."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def cmdline(pid: int) -> list[str]:
+    """The process's argv ([] once it is gone): how the lab finds what it started."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return None
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+def _store_of(pid: int) -> str | None:
+    argv = cmdline(pid)
     if LAUNCHER not in argv or "agent" not in argv or "--store" not in argv:
         return None
     index = argv.index("--store") + 1
@@ -176,6 +216,7 @@ __all__ = [
     "LAUNCHER",
     "AgentSpec",
     "AgentStartError",
+    "NotReady",
     "alive",
     "owned_by",
     "reap",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kanal.cli.flows import DB_HELP
-from kanal.cli.output import Terminal
+from kanal.cli.output import Terminal, aligned_row, column_widths
 from kanal.flows.alerts import Alert
 from kanal.flows.alertstore import AlertFilter, AlertStore
 from kanal.flows.collector import default_flows_path
@@ -100,9 +100,9 @@ def _writer(output: str, term: Terminal, found: Sequence[Alert], *, follow: bool
             ) -> Callable[[Alert], None]:
     if output == "json":
         return lambda a: term.write(json.dumps(a.to_json(), separators=(",", ":")))
-    widths = FOLLOW_WIDTHS if follow else _widths([cells(a) for a in found])
-    term.write(_row(COLUMNS, widths))
-    return lambda a: term.write(_row(cells(a), widths))
+    widths = FOLLOW_WIDTHS if follow else column_widths(COLUMNS, [cells(a) for a in found])
+    term.write(aligned_row(COLUMNS, widths))
+    return lambda a: term.write(aligned_row(cells(a), widths))
 
 
 def cells(alert: Alert) -> tuple[str, ...]:
@@ -111,12 +111,3 @@ def cells(alert: Alert) -> tuple[str, ...]:
             "; ".join(alert.actions) or "-")
 
 
-def _widths(rows: Sequence[Sequence[str]]) -> tuple[int, ...]:
-    widths = [len(c) for c in COLUMNS]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    return tuple(widths)
-
-
-def _row(row: Sequence[str], widths: Sequence[int]) -> str:
-    return "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()

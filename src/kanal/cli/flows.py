@@ -13,12 +13,12 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kanal.cli.output import Terminal
+from kanal.cli.output import Terminal, aligned_row, column_widths
 from kanal.flows.collector import default_flows_path
 from kanal.flows.filters import FilterError, FlowFilter, parse_duration, split_pod
 from kanal.flows.graph import FORMATS as GRAPH_FORMATS
@@ -219,9 +219,9 @@ def _writer(
         return lambda r: term.write(compact_line(r))
     if output == "hubble":
         return lambda r: term.write(json.dumps(to_hubble(r), separators=(",", ":")))
-    widths = FOLLOW_WIDTHS if follow else _widths([table_cells(r) for r in records])
-    term.write(_row(COLUMNS, widths))
-    return lambda r: term.write(_row(table_cells(r), widths))
+    widths = FOLLOW_WIDTHS if follow else column_widths(COLUMNS, [table_cells(r) for r in records])
+    term.write(aligned_row(COLUMNS, widths))
+    return lambda r: term.write(aligned_row(table_cells(r), widths))
 
 
 def _time(seconds: float) -> str:
@@ -247,17 +247,6 @@ def compact_line(record: FlowRecord) -> str:
     return (f"{_time(record.time)} [{record.node}] {record.src.with_port()} -> "
             f"{record.dst.with_port()} {record.protocol} {record.direction.value.lower()} "
             f"{record.verdict.value.upper()}: {record.summary}{tail}")
-
-
-def _widths(rows: Iterable[Sequence[str]]) -> tuple[int, ...]:
-    widths = [len(c) for c in COLUMNS]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    return tuple(widths)
-
-
-def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
 # -- kanal flows import ------------------------------------------------------------------------
@@ -341,11 +330,10 @@ def _write_stats(found: Stats, term: Terminal) -> None:
               d.direction.value.lower(), d.rule_label(), d.outcome.value, str(t.hits),
               str(t.denies), str(t.bytes), "hit")
              for d, t in found.defaults]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    term.write(_row(header, widths))
+    widths = column_widths(header, rows)
+    term.write(aligned_row(header, widths))
     for row in rows:
-        term.write(_row(row, widths))
+        term.write(aligned_row(row, widths))
     term.write()
     for (direction, verdict), tally in sorted(found.flows.items()):
         term.write(f"{direction} {verdict}: {tally.hits} flows, {tally.bytes} bytes")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from typing import NoReturn, TextIO
 
 
@@ -47,3 +48,16 @@ class Terminal:
         for line in message.splitlines() or [""]:
             self._err.write(f"{prefix}: {line}\n")
         self._err.flush()
+
+
+def column_widths(header: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[int, ...]:
+    """The width of each column of a plain-text table: its widest cell, header included."""
+    widths = [len(c) for c in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    return tuple(widths)
+
+
+def aligned_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One line of that table: cells left-aligned, three spaces apart, no trailing blanks."""
+    return "   ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()

@@ -7,14 +7,11 @@ its rules or by a default deny it takes part in (it isolates the pod).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from kanal.errors import KanalError
 from kanal.flows.records import Decision, Verdict
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+from kanal.model.validate import duration
 
 
 class FilterError(KanalError):
@@ -22,13 +19,13 @@ class FilterError(KanalError):
 
 
 def parse_duration(text: str) -> float:
-    """`90s`, `5m`, `1h30m`, `2d`, `250ms` -> seconds."""
-    parts = _DURATION.findall(text)
-    if not text or "".join(f"{n}{u}" for n, u in parts) != text:
+    """`90s`, `5m`, `1h30m`, `2d`, `250ms` -> seconds (the grammar AlertRule periods use)."""
+    seconds = duration(text)
+    if isinstance(seconds, str):
         raise FilterError(
             f"`{text}` is not a duration: a number and a unit (ms, s, m, h, d), like 5m or 1h30m"
         )
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return seconds
 
 
 def split_pod(text: str) -> tuple[str, str]:

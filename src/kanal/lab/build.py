@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 
+from kanal.agent import process
 from kanal.agent.process import alive, reap
 from kanal.dataplane import links
 from kanal.dataplane.netns import create_netns, delete_netns, list_netns, netns_pids
@@ -284,38 +285,21 @@ class ServerFleet:
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", SERVER_MODULE, "--spec", str(spec)]
         argv += ["--ready-file", str(ready)]
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
         try:
-            return os.posix_spawn(
-                sys.executable, argv, os.environ, file_actions=actions, setsid=True
-            )
+            return process.spawn_detached(argv, log, truncate=True)
         except OSError as exc:
             raise LabError(f"cannot start the pod servers of node `{node}`: {exc}") from exc
 
     def _await_ready(self, started: Mapping[str, int]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = dict(started)
-        while waiting:
-            for node, pid in list(waiting.items()):
-                if self._file(node, "ready").exists():
-                    del waiting[node]
-                elif not alive(pid):
-                    raise LabError(f"the pod servers of node `{node}` failed: {self._log(node)}")
-            if waiting and time.monotonic() > deadline:
-                nodes = ", ".join(f"`{n}`" for n in waiting)
-                raise LabError(f"the pod servers of {nodes} did not start in {READY_TIMEOUT_S} s")
-            time.sleep(0.01)
-
-    def _log(self, node: str) -> str:
-        try:
-            text = self._file(node, "log").read_text().strip()
-        except OSError:
-            return "(no log)"
-        return text.splitlines()[-1] if text else "(empty log)"
+        why = process.wait_ready_files(
+            started, lambda node: self._file(node, "ready"), timeout=READY_TIMEOUT_S
+        )
+        if why is not None and why.exited is not None:
+            last = process.tail(self._file(why.exited, "log"), lines=1)
+            raise LabError(f"the pod servers of node `{why.exited}` failed: {last}")
+        if why is not None:
+            nodes = ", ".join(f"`{n}`" for n in why.late)
+            raise LabError(f"the pod servers of {nodes} did not start in {READY_TIMEOUT_S} s")
 
     def stop(self, pids: Iterable[int], *, strays: bool = False) -> list[int]:
         """SIGTERM `pids` that are still this lab's servers and, with `strays`, every server of
@@ -334,26 +318,14 @@ class ServerFleet:
 
     def strays(self) -> list[int]:
         """Every running server process whose spec lives in this lab's directory."""
-        return [pid for pid in _all_pids() if self._owns(pid)]
+        return [pid for pid in process.all_pids() if self._owns(pid)]
 
     def _owns(self, pid: int) -> bool:
-        argv = _cmdline(pid)
+        argv = process.cmdline(pid)
         if SERVER_MODULE not in argv or "--spec" not in argv:
             return False
         spec = Path(argv[argv.index("--spec") + 1]) if argv[-1] != "--spec" else None
         return spec is not None and spec.parent == self.directory
-
-
-def _all_pids() -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.decode(errors="replace").split("\0")
 
 
 __all__ = [

@@ -31,8 +31,6 @@ flows (`Lab.up(flows=...)` does) and does not read flows (the CLI does).
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -106,21 +104,15 @@ class CollectorFleet:
             raise LabError(f"cannot start the flow collector of node `{node}`: {exc}") from exc
 
     def _await_ready(self, started: Mapping[str, int]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        waiting = dict(started)
-        while waiting:
-            for node, pid in list(waiting.items()):
-                if self.ready_file(node).exists():
-                    del waiting[node]
-                elif not process.alive(pid):
-                    raise LabError(f"the flow collector of node `{node}` exited: "
-                                   f"{process.tail(self.log(node))}")
-            if waiting and time.monotonic() > deadline:
-                names = ", ".join(f"`{n}`" for n in waiting)
-                raise LabError(f"the flow collectors of {names} are not ready after "
-                               f"{READY_TIMEOUT_S:.0f} s (see collector-<node>.log in "
-                               f"`{self.directory}`)")
-            time.sleep(0.01)
+        why = process.wait_ready_files(started, self.ready_file, timeout=READY_TIMEOUT_S)
+        if why is not None and why.exited is not None:
+            raise LabError(f"the flow collector of node `{why.exited}` exited: "
+                           f"{process.tail(self.log(why.exited))}")
+        if why is not None:
+            names = ", ".join(f"`{n}`" for n in why.late)
+            raise LabError(f"the flow collectors of {names} are not ready after "
+                           f"{READY_TIMEOUT_S:.0f} s (see collector-<node>.log in "
+                           f"`{self.directory}`)")
 
     def stop(self, pids: Iterable[int], *, strays: bool = False) -> list[int]:
         """SIGTERM (SIGKILL after a grace period) `pids` that are this lab's collectors and,
@@ -131,7 +123,7 @@ class CollectorFleet:
 
     def strays(self) -> list[int]:
         """Every running collector whose `--manifests` is this lab's store."""
-        return [pid for pid in _all_pids() if self._owns(pid)]
+        return [pid for pid in process.all_pids() if self._owns(pid)]
 
     def running(self, pids: Mapping[str, int]) -> dict[str, bool]:
         """Node -> whether its collector (by the PID in `pids`) runs."""
@@ -157,7 +149,7 @@ class CollectorFleet:
             store.close()
 
     def _owns(self, pid: int) -> bool:
-        argv = _cmdline(pid)
+        argv = process.cmdline(pid)
         if COLLECTOR_MODULE not in argv or "--manifests" not in argv:
             return False
         index = argv.index("--manifests") + 1
@@ -173,18 +165,6 @@ def shorten_ended_timeouts(netns: str) -> None:
                 Path(f"/proc/sys/net/netfilter/{name}").write_text(value)
     except (OSError, DataplaneError) as exc:
         raise LabError(f"cannot set the conntrack timeouts of netns `{netns}`: {exc}") from exc
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.decode(errors="replace").split("\0")
 
 
 __all__ = [
